@@ -1,0 +1,1 @@
+"""ctxseg.models"""

@@ -1,0 +1,36 @@
+"""Shared test settings: the real-data location and the opt-in slow tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_root() -> Path:
+    """The real data sets: ``$CTXSEG_SHARED_DATA``, else ``<repo>/../shared/data``."""
+    return Path(os.environ.get("CTXSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: opt-in with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = shared_data_root()
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (set CTXSEG_SHARED_DATA)")
+    return root
