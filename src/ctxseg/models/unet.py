@@ -65,7 +65,7 @@ class UNet32(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 2) -> None:
         super().__init__()
         w = self._widths
-        chans = (in_channels, *w[:-1])
+        chans = (in_channels, *w[:-2])  # inputs of the first four levels
         self.down = nn.ModuleList(
             _DoubleConv(c_in, c_out, batch_norm=False)
             for c_in, c_out in zip(chans, w[:-1], strict=True)
@@ -132,7 +132,7 @@ class UNet64BN(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 2) -> None:
         super().__init__()
         w = self._widths
-        chans = (in_channels, *w[:-1])
+        chans = (in_channels, *w[:-2])  # inputs of the first four levels
         self.down = nn.ModuleList(
             _DoubleConv(c_in, c_out, batch_norm=True)
             for c_in, c_out in zip(chans, w[:-1], strict=True)
