@@ -154,3 +154,15 @@ def test_bad_arguments() -> None:
         roi_boxes(t[0], "dynamic")
     with pytest.raises(ValueError, match=r"\(B, 4\)"):
         box_mask(torch.zeros(3, dtype=torch.long), 4, 4)
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_no_host_device_synchronisation(mode: str) -> None:
+    # Meta tensors carry no data, so any value read on the host (.item(), bool(), nonzero())
+    # raises; boxes and masks are still computed with the right shapes.
+    target = torch.zeros(6, 20, 24, dtype=torch.long, device="meta")
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        target.nonzero().tolist()
+    boxes, has = roi_boxes(target, mode, size=8, margin=2, min_size=5)
+    assert boxes.shape == (6, 4) and has.shape == (6,) and boxes.device.type == "meta"
+    assert box_mask(boxes, 20, 24).shape == (6, 20, 24)
