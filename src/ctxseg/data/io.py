@@ -87,10 +87,20 @@ def read_volume(path: str | os.PathLike, pixel_type: int | None = None) -> sitk.
     if pixel_type is not None:
         image = sitk.Cast(image, pixel_type)
     array = sitk.GetArrayViewFromImage(image)
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    if np.issubdtype(array.dtype, np.floating):
+        if path.name.endswith((".nii", ".nii.gz")):
+            array = _nifti_float_data(path)  # ITK's NIfTI reader turns NaN into 0 silently
         bad = int((~np.isfinite(array)).sum())
-        raise RawDataError(f"{path}: {bad} NaN or infinite voxel(s)")
+        if bad:
+            raise RawDataError(f"{path}: {bad} NaN or infinite voxel(s)")
     return image
+
+
+def _nifti_float_data(path: Path) -> np.ndarray:
+    """The voxels of a floating-point NIfTI file as stored (NaN kept), read with nibabel."""
+    import nibabel
+
+    return np.asanyarray(nibabel.load(str(path)).dataobj)
 
 
 def check_same_grid(
