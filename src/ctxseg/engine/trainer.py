@@ -1,0 +1,433 @@
+"""The training loop of the U-Net runs (SPEC §7), with the hooks the GAN trainer overrides.
+
+Design:
+
+- The training and validation slices are held in memory as tensors (on the GPU when they fit)
+  and batches are gathered from them by index: no DataLoader, no worker processes.
+- An epoch is a function of ``(seed, epoch)``: its shuffle (and augmentation, when on) comes
+  from a generator seeded with both, the global torch generator is reseeded with them, and the
+  learning rate is a function of the epoch. With the model and optimiser restored from the
+  checkpoint of the previous epoch, a resumed run repeats an uninterrupted one exactly.
+- The training step never synchronises with the host: it returns detached scalars, which the
+  loop sums on the device and reads once per epoch (and, for the progress bar, at most once a
+  second). A non-finite value stops the run before its checkpoint is written.
+- Under DDP (``torchrun``) every process holds the data, the shuffled order is shared (same
+  seed) and each global batch of ``train.batch_size`` slices is split between the processes;
+  rank 0 alone validates and writes the run folder.
+- Validation on the val split only (the test split is never read during training): Dice and
+  HD per foreground class on the slice predictions; the best checkpoint has the highest mean
+  foreground Dice.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from ctxseg.engine.augment import apply_augment, draw_augment
+from ctxseg.engine.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from ctxseg.engine.config import Config, OptimConfig
+from ctxseg.engine.distributed import DistContext, resolve_device
+from ctxseg.engine.progress import RunLog
+from ctxseg.engine.stores import open_store
+from ctxseg.engine.validation import validate_slices
+
+__all__ = ["NonFiniteError", "Trainer", "create_trainer", "epoch_seed"]
+
+log = logging.getLogger(__name__)
+
+# Config keys a resumed run may change; any other difference from the checkpoint is an error.
+_RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.val_every", "train.tensorboard")
+_RUN_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "progress.png")
+
+
+class NonFiniteError(RuntimeError):
+    """A logged training value became NaN or infinite; the last good checkpoint is kept."""
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's randomness, a function of the run seed and the 0-based epoch."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(dict.fromkeys([*a, *b]))
+        return [d for k in keys for d in _flat_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+class Trainer:
+    """Trains a segmentation network on a prepared store and writes a run folder.
+
+    Args:
+        config: the experiment.
+        run_dir: the run folder (created).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a device; default ``config.train.device``.
+        quiet: no progress bars and no per-epoch log lines.
+        resume: continue from ``run_dir/checkpoint_last.pt``.
+        overwrite: replace the checkpoints and metrics of an existing run in ``run_dir``.
+
+    Attributes (the hooks of docs/ENGINE_CONTRACT): ``config``, ``device``, ``model`` (DDP-wrapped
+    when distributed), ``module`` (unwrapped), ``optimizer``, ``loss_fn``, ``store``,
+    ``is_main``.
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        FileNotFoundError: ``resume`` without a checkpoint; a real dataset not prepared yet.
+        ValueError: an invalid setting (batch size not divisible by the processes, a resumed
+            config that differs from the checkpoint's, ...).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: str | Path,
+        device: str | torch.device | None = None,
+        quiet: bool = False,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.quiet = quiet
+        train = config.train
+        self.dist = DistContext.from_env(device or train.device)
+        self.is_main = self.dist.is_main
+        self.device = resolve_device(device or train.device, self.dist.local_rank)
+        if train.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"train.batch_size {train.batch_size} is not divisible by the "
+                f"{self.dist.world_size} processes"
+            )
+        cuda = self.device.type == "cuda"
+        self.amp = cuda and train.amp == "auto"
+        self.channels_last = cuda and train.channels_last == "auto"
+        self._check_run_dir(resume, overwrite)
+
+        self.store = open_store(config.data.root, self.dist)
+        self.num_classes = self.store.num_classes
+        torch.manual_seed(config.seed)  # the same initial weights on every process
+        self.module = self._create_model().to(self.device)
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        self.model = self.wrap_ddp(self.module)
+        self._schedules: list[tuple[torch.optim.Optimizer, OptimConfig]] = []
+        self.optimizer = self.make_optimizer(self.module.parameters(), config.optim)
+        self.loss_fn = self._create_loss().to(self.device)
+        self._load_data()
+        self.start_epoch = 0
+        self.best: dict[str, Any] = {"value": None, "epoch": None}
+        self.setup_extra()
+
+        keep_until = None
+        if resume:
+            keep_until = self._resume()
+        self.log = RunLog(self.run_dir, self.is_main, train.tensorboard, keep_until)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+            (self.run_dir / "config.yaml").write_text(text)
+
+    # ------------------------------------------------------------------ hooks (ENGINE_CONTRACT)
+
+    def setup_extra(self) -> None:
+        """Build more modules / optimisers (e.g. a discriminator); called before a resume."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """More state to checkpoint (e.g. the discriminator and its optimiser)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def autocast(self) -> AbstractContextManager:
+        """bf16 autocast on CUDA when ``train.amp`` is on, else a no-op context."""
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def make_optimizer(self, params: Any, cfg: OptimConfig) -> torch.optim.Optimizer:
+        """An optimiser from an :class:`OptimConfig`; its step schedule is applied each epoch."""
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        if cfg.name == "adam":
+            optimizer = torch.optim.Adam(
+                params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **fused
+            )
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused
+            )
+        self._schedules.append((optimizer, cfg))
+        return optimizer
+
+    def wrap_ddp(self, module: nn.Module) -> nn.Module:
+        """``DistributedDataParallel(module)`` when distributed, else ``module`` itself."""
+        if not self.dist.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def train_step(self, image: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimiser step on a batch; returns the loss parts as detached scalars.
+
+        Shape:
+            image: ``(B, 1, H, W)`` float32; target: ``(B, H, W)`` int64; on ``self.device``.
+        """
+        with self.autocast():
+            logits = self.model(image)  # (B, C, H, W)
+        parts = self.loss_fn.parts(logits.float(), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        self.optimizer.step()
+        return {key: value.detach() for key, value in parts.items()}
+
+    # ------------------------------------------------------------------ set-up
+
+    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
+        existing = [n for n in _RUN_FILES if (self.run_dir / n).exists()]
+        if not existing or resume:
+            return
+        if not overwrite:
+            raise FileExistsError(
+                f"run folder {self.run_dir} already holds a run ({', '.join(existing)}); "
+                "resume it with --resume, replace it with --overwrite, or choose another --out"
+            )
+        self.dist.barrier()
+        if self.is_main:
+            for name in existing:
+                (self.run_dir / name).unlink()
+            shutil.rmtree(self.run_dir / "tensorboard", ignore_errors=True)
+        self.dist.barrier()
+
+    def _create_model(self) -> nn.Module:
+        from ctxseg.models import create_model
+
+        return create_model(self.config.model.name, in_channels=1, num_classes=self.num_classes)
+
+    def _create_loss(self) -> nn.Module:
+        from ctxseg.losses import build_loss
+
+        kwargs = self.config.loss.kwargs()
+        if self.config.loss.weights == "auto":
+            kwargs["class_frequencies"] = self.store.class_frequencies("train").tolist()
+        return build_loss(self.config.loss.name, self.num_classes, **kwargs)
+
+    def _to_memory(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The slices of ``rows`` as (N, 1, H, W) float32 images and (N, H, W) uint8 labels."""
+        images = torch.from_numpy(np.asarray(self.store.images[rows])).unsqueeze(1)
+        labels = torch.from_numpy(np.asarray(self.store.labels[rows]))
+        return images.to(self.data_device), labels.to(self.data_device)
+
+    def _load_data(self) -> None:
+        data = self.config.data
+        train_rows = self.store.indices("train", foreground_only=data.train_slices == "foreground")
+        val_rows = self.store.indices("val", foreground_only=data.val_slices == "foreground")
+        if train_rows.size == 0:
+            raise ValueError(
+                f"{self.store.root}: no training slices (data.train_slices={data.train_slices})"
+            )
+        self.data_device = torch.device("cpu")
+        if self.device.type == "cuda":
+            pixels = (train_rows.size + val_rows.size) * int(np.prod(self.store.image_size))
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if pixels * 5 < 0.4 * free:  # float32 image + uint8 label per pixel
+                self.data_device = self.device
+        self.train_images, self.train_labels = self._to_memory(train_rows)
+        self.val_images, self.val_labels = self._to_memory(val_rows)
+        log.debug(
+            "data on %s: %d training and %d validation slices",
+            self.data_device,
+            train_rows.size,
+            val_rows.size,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "config": self.config.to_dict(),
+            "rng": get_rng_state(),
+            "extra": self.extra_state(),
+            "best": dict(self.best),
+            "num_classes": self.num_classes,
+            "label_names": list(self.store.labels_names),
+            "image_size": list(self.store.image_size),
+            "preprocessing": self.store.meta.get("preprocessing"),
+        }
+
+    def _resume(self) -> int:
+        path = self.run_dir / "checkpoint_last.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"nothing to resume: {path} does not exist")
+        state = load_checkpoint(path, map_location=self.device)
+        changed = [
+            key
+            for key in _flat_diff(state["config"], self.config.to_dict())
+            if key not in _RESUMABLE_CHANGES
+        ]
+        if changed:
+            raise ValueError(
+                f"cannot resume {path}: the config differs from the checkpoint's in {changed}"
+            )
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_extra_state(state.get("extra", {}))
+        self.best = dict(state["best"])
+        self.start_epoch = int(state["epoch"])
+        set_rng_state(state["rng"])
+        log.info("resuming %s after epoch %d", self.run_dir, self.start_epoch)
+        return self.start_epoch
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> dict[str, Any]:
+        """Train ``train.epochs`` epochs (from the resumed epoch), validating and checkpointing.
+
+        Returns:
+            ``{"run_dir", "epochs", "best_value", "best_epoch", "last"}`` (``last``: the last
+            metrics row, or None when there was nothing left to train).
+
+        Raises:
+            NonFiniteError: a training value became NaN or infinite.
+        """
+        train = self.config.train
+        row = None
+        try:
+            for epoch in range(self.start_epoch, train.epochs):
+                start = time.perf_counter()
+                self.on_epoch_start(epoch)
+                values = self._train_epoch(epoch)
+                bad = [key for key, value in values.items() if not np.isfinite(value)]
+                if bad:
+                    raise NonFiniteError(
+                        f"epoch {epoch + 1}: non-finite training value(s) {bad} "
+                        f"({values}); the last good checkpoint is kept"
+                    )
+                row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in values.items()}}
+                last = epoch + 1 == train.epochs
+                if self.is_main and ((epoch + 1) % train.val_every == 0 or last):
+                    row.update(self._validate())
+                row["lr"] = self.optimizer.param_groups[0]["lr"]
+                row["time"] = round(time.perf_counter() - start, 3)
+                self._end_epoch(epoch, row)
+                self.dist.barrier()
+        finally:
+            self.log.close()
+        self.dist.close()
+        return {
+            "run_dir": str(self.run_dir),
+            "epochs": train.epochs,
+            "best_value": self.best["value"],
+            "best_epoch": self.best["epoch"],
+            "last": row,
+        }
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Set every optimiser's learning rate for the 0-based ``epoch``; train mode."""
+        for optimizer, cfg in self._schedules:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr_at(epoch)
+        self.model.train()
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        train, world, rank = self.config.train, self.dist.world_size, self.dist.rank
+        seed = epoch_seed(self.config.seed, epoch)
+        torch.manual_seed(seed)  # anything drawing from the global generator repeats on resume
+        generator = torch.Generator().manual_seed(seed)
+        n = self.train_images.shape[0]
+        order = torch.randperm(n, generator=generator)  # (n,)
+        params = draw_augment(n, generator) if self.config.data.augment else None
+        pad = (-n) % world  # as DistributedSampler: repeat the first slices for equal shards
+        order = torch.cat([order, order[:pad]]).to(self.data_device)
+        if params is not None:
+            params = torch.cat([params, params[:pad]]).to(self.device)
+        sums: dict[str, torch.Tensor] = {}
+        steps, shown = 0, time.monotonic()
+        bar = tqdm(
+            total=(n + pad) // world,
+            unit="slice",
+            desc=f"epoch {epoch + 1}/{train.epochs}",
+            disable=self.quiet or not self.is_main,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for start in range(0, n + pad, train.batch_size):
+            index = order[start : start + train.batch_size][rank::world]  # this process's share
+            image = self.train_images[index].to(self.device, non_blocking=True)
+            target = self.train_labels[index].to(self.device, non_blocking=True).long()
+            if params is not None:
+                share = params[start : start + train.batch_size][rank::world]  # (b, 4)
+                image, target = apply_augment(image, target, share)
+            if self.channels_last:
+                image = image.contiguous(memory_format=torch.channels_last)
+            parts = self.train_step(image, target)
+            for key, value in parts.items():
+                total = sums.get(key)
+                sums[key] = value.float() if total is None else total + value.float()
+            steps += 1
+            bar.update(index.shape[0])
+            if not bar.disable and time.monotonic() - shown > 1.0:  # <= one host sync a second
+                bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}")
+                shown = time.monotonic()
+        bar.close()
+        keys = list(sums)
+        means = torch.stack([sums[k] for k in keys]) / steps  # (K,): one sync below
+        means = self.dist.all_reduce_mean(means)
+        return dict(zip(keys, means.tolist(), strict=True))
+
+    def _validate(self) -> dict[str, float]:
+        """Validation Dice and HD per foreground class on the val slices (rank 0 only)."""
+        return validate_slices(
+            self.module,
+            self.val_images,
+            self.val_labels,
+            self.store.labels_names,
+            batch_size=max(self.config.train.batch_size, 32),
+            device=self.device,
+            amp=self.amp,
+            with_hd=self.config.train.val_hd,
+        )
+
+    def _end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        dice = row.get("val_dice_mean")
+        improved = dice is not None and np.isfinite(dice)
+        improved = improved and (self.best["value"] is None or dice > self.best["value"])
+        if improved:
+            self.best = {"value": float(dice), "epoch": epoch + 1}
+        if not self.is_main:
+            return
+        self.log.append(row)
+        state = self._state(epoch + 1)
+        if improved or (epoch + 1 == self.config.train.epochs and self.best["value"] is None):
+            # Without any finite validation Dice (no val slices) the last epoch stands in.
+            save_checkpoint(self.run_dir / "checkpoint_best.pt", state)
+        save_checkpoint(self.run_dir / "checkpoint_last.pt", state)
+        self.log.plot()
+        if not self.quiet:
+            shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
+            log.info("epoch %d/%d %s", epoch + 1, self.config.train.epochs, shown)
+
+
+def create_trainer(config: Config, run_dir: str | Path, **kwargs: Any) -> Trainer:
+    """The trainer for a config: :class:`AdversarialTrainer` when ``config.adversarial`` is set."""
+    if config.adversarial is not None:
+        from ctxseg.engine.adversarial import AdversarialTrainer
+
+        return AdversarialTrainer(config, run_dir, **kwargs)
+    return Trainer(config, run_dir, **kwargs)
