@@ -33,7 +33,8 @@ def open_store(root: str | Path, dist: DistContext | None = None) -> PreparedSto
         if not name.startswith(PHANTOM_PREFIX):
             raise FileNotFoundError(
                 f"data.root {root} does not exist: prepare the dataset first, e.g. "
-                f"`ctxseg prepare {name} --out {root} ...` (see `ctxseg prepare --help`)"
+                f"`ctxseg prepare {name} --raw <raw folder> --out {root}` "
+                "(see `ctxseg prepare --help`)"
             )
         if dist.is_main:
             from ctxseg.data.phantoms import prepare_phantom
