@@ -9,10 +9,11 @@ directed distance set and then the larger of the two. MedPy's ``hd`` uses the sa
 Empty masks (SPEC §8): both empty gives NaN, exactly one empty gives +inf, with or without a
 percentile (MONAI would return NaN for a percentile over a one-sided miss).
 
-Speed: all masks of a batch are cropped to their common bounding box, eroded in one vectorised
-pass, and their surface voxels go into a single KD-tree per direction, with the batch index
-as an extra coordinate spaced so far apart that a nearest neighbour is always found in its own
-slice. Surface voxels shared by both masks are at distance 0 and are not queried.
+Speed, with exact results: all masks of a batch are cropped to their common bounding box and
+eroded in one vectorised pass. A surface voxel whose nearest voxel on the other surface lies in
+its small neighbourhood (the usual case) gets its distance from a few array look-ups; only the
+rest go to a KD-tree, one per direction for the whole batch, with the batch index as an extra
+coordinate spaced so far apart that every nearest neighbour is found in its own slice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from scipy.spatial import cKDTree
 from ctxseg.metrics._arrays import ArrayLike, check_pair, check_spacing, to_mask
 
 __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
+
+_LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the KD-tree
 
 
 def hausdorff_distance(
@@ -141,77 +144,134 @@ def _hausdorff_batch(
         return result
     if both.size < n:
         pred, target = pred[both], target[both]
-    pred, target = _crop_to_union(pred, target)
-    pred_edges = mask_edges(pred, batched=True)
-    target_edges = mask_edges(target, batched=True)
-    shared = pred_edges & target_edges
-    # Surface voxels on both surfaces are at distance 0 and need no nearest-neighbour search.
-    pred_only, target_only = pred_edges & ~shared, target_edges & ~shared
-    forward = _directed(pred_only, shared, _surface_points(target_edges, scale)[0], scale)
-    backward = _directed(target_only, shared, _surface_points(pred_edges, scale)[0], scale)
+    radii = _reach(scale)
+    pred_edges, target_edges = _padded_edges(pred, target, radii)
+    pred_flat, target_flat = np.flatnonzero(pred_edges), np.flatnonzero(target_edges)
+    offsets, offset_distances = _steps(radii, scale)
+    strides = np.asarray(pred_edges.strides[1:]) // pred_edges.itemsize  # C-contiguous
+    steps = list(zip((offsets @ strides).tolist(), offset_distances.tolist(), strict=True))
+    forward = _directed(pred_flat, target_edges, target_flat, steps, scale)
+    backward = _directed(target_flat, pred_edges, pred_flat, steps, scale)
+    block = pred_edges[0].size  # flat indices of mask i lie in [i * block, (i + 1) * block)
     result[both] = np.maximum(
-        _reduce(*forward, both.size, percentile), _reduce(*backward, both.size, percentile)
+        _reduce(forward, pred_flat // block, both.size, percentile),
+        _reduce(backward, target_flat // block, both.size, percentile),
     )
     return result
 
 
-def _crop_to_union(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crop the spatial axes to the bounding box of all foreground plus one voxel.
+def _padded_edges(
+    pred: np.ndarray, target: np.ndarray, radii: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Surface voxels of both masks cropped to the batch's foreground box, with a zero border.
 
-    The margin keeps the erosion exact: a voxel just outside the box is background either way.
+    The border keeps the erosion exact (a voxel outside the box is background either way) and
+    lets a flat index step anywhere in its look-up box (half-widths ``radii``, at least 1)
+    without leaving its own mask.
 
     Shape:
-        pred, target: (N, *S) -> (N, *S') with S' <= S.
+        pred, target: (N, *S) bool -> two (N, *(S' + 2 * radii)) bool, S' the box of all
+        foreground.
     """
     union = pred | target
     box = [slice(None)]
     for axis in range(1, union.ndim):
         other = tuple(a for a in range(union.ndim) if a != axis)
         hit = np.flatnonzero(union.any(axis=other))
-        box.append(slice(max(hit[0] - 1, 0), hit[-1] + 2))
-    return pred[tuple(box)], target[tuple(box)]
+        box.append(slice(hit[0], hit[-1] + 1))
+    pad = [(0, 0)] + [(int(r), int(r)) for r in np.maximum(radii, 1)]
+    return (
+        mask_edges(np.pad(pred[tuple(box)], pad), batched=True),
+        mask_edges(np.pad(target[tuple(box)], pad), batched=True),
+    )
 
 
-def _surface_points(edges: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Physical coordinates of surface voxels, with the batch index as a far-apart coordinate.
+def _reach(scale: np.ndarray) -> np.ndarray:
+    """Half-widths in voxels of the look-up box: the widest with at most ``_LOOKUP_STEPS`` steps.
+
+    The box reaches about the same physical distance along every axis (fewer voxels along a
+    coarse axis). Beyond ``_LOOKUP_STEPS`` the look-ups cost more than the KD-tree they save.
 
     Shape:
-        edges: (N, *S) bool; returns points (P, 1 + len(S)) float64 and groups (P,) int64,
-        sorted by group.
+        scale: (D,); returns (D,) int64.
     """
-    index = np.nonzero(edges)  # C order: grouped by the batch index
-    points = np.empty((index[0].size, edges.ndim))
-    # Any in-slice distance is below the diagonal of the box, so a gap larger than that keeps
-    # every nearest neighbour inside its own slice (each slice has points in both sets).
-    gap = float(np.sqrt(np.sum((np.asarray(edges.shape[1:]) * scale) ** 2))) * 2.0 + 1.0
-    points[:, 0] = index[0] * gap
-    for axis in range(1, edges.ndim):
-        points[:, axis] = index[axis] * scale[axis - 1]
-    return points, index[0]
+    best = np.zeros(scale.size, np.int64)
+    for reach in range(1, 16):
+        radii = np.ceil(reach * scale.min() / scale).astype(np.int64)
+        if _steps(radii, scale)[1].size > _LOOKUP_STEPS:
+            break
+        best = radii
+    return best
+
+
+def _steps(radii: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets in the box of half-widths ``radii`` whose distance a look-up settles exactly.
+
+    Every voxel outside the box is at least ``bound = min((radii + 1) * scale)`` away, so among
+    the offsets within ``bound``, taken in order of distance, the first that lands on the other
+    surface gives the exact nearest distance.
+
+    Shape:
+        radii, scale: (D,); returns offsets (K, D) int64 and distances (K,), sorted by distance.
+    """
+    axes = [np.arange(-r, r + 1) for r in radii]
+    offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, radii.size)
+    distances = np.sqrt(np.sum((offsets * scale) ** 2, axis=1))
+    keep = distances <= np.min((radii + 1) * scale)
+    order = np.argsort(distances[keep], kind="stable")
+    return offsets[keep][order], distances[keep][order]
 
 
 def _directed(
-    query_edges: np.ndarray, shared: np.ndarray, tree_points: np.ndarray, scale: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distances from each surface voxel of one mask to the nearest one of the other.
+    query_flat: np.ndarray,
+    other_edges: np.ndarray,
+    other_flat: np.ndarray,
+    steps: list[tuple[int, float]],
+    scale: np.ndarray,
+) -> np.ndarray:
+    """Distance from each surface voxel of one mask to the nearest surface voxel of the other.
 
     Args:
-        query_edges: surface voxels of the first mask that are not on the second surface.
-        shared: surface voxels on both surfaces (distance 0).
-        tree_points: points of the second surface from :func:`_surface_points`.
-        scale: spacing of the spatial axes.
+        query_flat: flat indices of the first surface in the padded batch.
+        other_edges: the second surface, padded batch.
+        other_flat: flat indices of the second surface.
+        steps: (flat index step, distance) of the look-up offsets, sorted by distance.
+        scale: voxel spacing of the spatial axes.
 
     Returns:
-        (distances, groups) over all surface voxels of the first mask.
+        float64 distances, one per entry of ``query_flat``.
     """
-    query_points, query_groups = _surface_points(query_edges, scale)
-    # The gap of the query points must match the tree's: both come from arrays of one shape.
-    distances = cKDTree(tree_points, leafsize=32).query(query_points, k=1)[0]
-    shared_groups = np.nonzero(shared)[0]
-    return (
-        np.concatenate([distances, np.zeros(shared_groups.size)]),
-        np.concatenate([query_groups, shared_groups]),
-    )
+    other_lookup = other_edges.ravel()
+    distances = np.full(query_flat.size, np.inf)
+    pending = np.arange(query_flat.size)
+    for step, distance in steps:
+        hit = other_lookup[query_flat[pending] + step]
+        distances[pending[hit]] = distance
+        pending = pending[~hit]
+        if pending.size == 0:
+            return distances
+    shape = other_edges.shape
+    tree = cKDTree(_points(other_flat, shape, scale), leafsize=32, balanced_tree=False)
+    distances[pending] = tree.query(_points(query_flat[pending], shape, scale), k=1)[0]
+    return distances
+
+
+def _points(flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray) -> np.ndarray:
+    """Physical coordinates of voxels, with the batch index as a far-apart first coordinate.
+
+    Any in-mask distance is below the diagonal of the box, so a gap between masks larger than
+    that keeps every nearest neighbour inside its own mask (each mask has points in both
+    surfaces). A single mask needs no batch coordinate.
+
+    Shape:
+        flat: (P,) indices into an array of ``shape`` (N, *S); returns (P, len(S) [+ 1]).
+    """
+    index = np.unravel_index(flat, shape)
+    spatial = [index[axis] * scale[axis - 1] for axis in range(1, len(shape))]
+    if shape[0] == 1:
+        return np.stack(spatial, axis=1)
+    gap = 2.0 * float(np.sqrt(np.sum((np.asarray(shape[1:]) * scale) ** 2))) + 1.0
+    return np.stack([index[0] * gap, *spatial], axis=1)
 
 
 def _reduce(
@@ -220,19 +280,16 @@ def _reduce(
     """Per-group maximum or percentile (linear interpolation, as ``torch.quantile``).
 
     Shape:
-        distances, groups: (P,); returns (n,). Every group must have at least one value.
+        distances, groups: (P,) with ``groups`` sorted; returns (n,). Every group in
+        ``range(n)`` must have at least one value.
     """
-    if percentile is None:
-        out = np.full(n, -np.inf)
-        np.maximum.at(out, groups, distances)
-        return out
-    order = np.lexsort((distances, groups))
-    ordered = distances[order]
     counts = np.bincount(groups, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if percentile is None:
+        return np.maximum.reduceat(distances, starts)
+    ordered = distances[np.lexsort((distances, groups))]
     rank = percentile / 100.0 * (counts - 1)
     low = np.floor(rank).astype(np.int64)
     high = np.minimum(low + 1, counts - 1)
-    frac = rank - low
     below, above = ordered[starts + low], ordered[starts + high]
-    return below + frac * (above - below)
+    return below + (rank - low) * (above - below)
