@@ -167,7 +167,8 @@ def preprocess_image(image: sitk.Image, params: dict) -> tuple[np.ndarray, dict]
     Shape:
         array: ``(Z, H, W)`` with ``(H, W) = params["size"]``.
     """
-    image = sitk.Cast(image, sitk.sitkFloat32)
+    if image.GetPixelID() != sitk.sitkFloat32:
+        image = sitk.Cast(image, sitk.sitkFloat32)
     size, spacing = _resampled_grid(image, params)
     array = sitk.GetArrayViewFromImage(image)
     resampled = _resample(image, size, spacing, sitk.sitkLinear, float(array.min()))
@@ -186,7 +187,8 @@ def preprocess_label(label: sitk.Image, params: dict) -> np.ndarray:
     Shape:
         returns ``(Z, H, W)`` uint8.
     """
-    label = sitk.Cast(label, sitk.sitkUInt8)
+    if label.GetPixelID() != sitk.sitkUInt8:
+        label = sitk.Cast(label, sitk.sitkUInt8)
     size, spacing = _resampled_grid(label, params)
     resampled = _resample(label, size, spacing, sitk.sitkNearestNeighbor, 0)
     volume = sitk.GetArrayFromImage(resampled).transpose(_axes(params))  # (Z, h, w)

@@ -1,0 +1,59 @@
+"""The ``ctxseg prepare`` verb: argument wiring of every subcommand and error reporting."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from ctxseg.cli import build_parser, main
+
+
+@pytest.mark.parametrize("kind", ["prostate", "cardiac"])
+def test_phantom_subcommands_call_prepare_phantom(monkeypatch, tmp_path, capsys, kind):
+    calls = []
+
+    class FakeStore:
+        root = tmp_path / "out"
+        image_size = (8, 8)
+
+        def case_ids(self, split):
+            return ["a"] if split == "train" else []
+
+        def indices(self, split):
+            return np.arange(2) if split == "train" else np.arange(0)
+
+    def prepare_phantom(kind, out, cases=None, seed=0, overwrite=False):
+        calls.append((kind, out, cases, seed, overwrite))
+        return FakeStore()
+
+    fake = types.ModuleType("ctxseg.data.phantoms")
+    fake.prepare_phantom = prepare_phantom
+    monkeypatch.setitem(sys.modules, "ctxseg.data.phantoms", fake)
+    argv = ["prepare", f"phantom-{kind}", "--out", str(tmp_path / "out"), "--cases", "3"]
+    assert main([*argv, "--seed", "5", "--overwrite"]) == 0
+    assert calls == [(kind, tmp_path / "out", 3, 5, True)]
+    assert "train 1 cases / 2 slices" in capsys.readouterr().out
+
+
+def test_parser_options():
+    parser = build_parser()
+    args = parser.parse_args(["prepare", "acdc", "--raw", "r", "--out", "o"])
+    assert (args.dataset, args.size, args.seed, args.overwrite) == ("acdc", 160, 0, False)
+    args = parser.parse_args(["prepare", "nnunet", "--raw", "r", "--out", "o", "--channel", "1"])
+    assert (args.size, args.channel) == (None, 1)
+    args = parser.parse_args(["prepare", "promise12", "--raw", "r", "--out", "o"])
+    assert (args.size, args.spacing) == (128, 1.0)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prepare", "promise12", "--out", "o"])  # --raw is required
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = main(["prepare", "acdc", "--raw", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ctxseg prepare: error:") and "no ACDC data found" in err
+    assert "\n" not in err
