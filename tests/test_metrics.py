@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from scipy.spatial.distance import cdist
 
 from ctxseg.metrics import (
     dice_score,
@@ -141,10 +142,43 @@ def test_mask_edges_equals_scipy_erosion():
         mask = blobs(rng, 1, shape)[0]
         expected = mask ^ ndimage.binary_erosion(mask)
         np.testing.assert_array_equal(mask_edges(mask), expected)
+    thin = np.ones((2, 7), bool)  # every voxel touches the outside along the short axis
+    np.testing.assert_array_equal(mask_edges(thin), thin)
     batch = blobs(rng, 3, (10, 10))
     np.testing.assert_array_equal(
         mask_edges(batch, batched=True), np.stack([mask_edges(m) for m in batch])
     )
+
+
+def brute_force_hd(pred: np.ndarray, target: np.ndarray, spacing, percentile) -> float:
+    """All-pairs distances between the scipy-eroded surfaces (both masks non-empty)."""
+    points = [
+        np.argwhere(mask ^ ndimage.binary_erosion(mask)) * np.asarray(spacing)
+        for mask in (pred, target)
+    ]
+    pairwise = cdist(points[0], points[1])
+    directed = [pairwise.min(axis=1), pairwise.min(axis=0)]
+    if percentile is None:
+        return max(d.max() for d in directed)
+    return max(np.percentile(d, percentile) for d in directed)
+
+
+@pytest.mark.parametrize(
+    "spacing",
+    [(1.0, 1.0), (0.7, 2.3), (5.0, 0.4), (1e-3, 1.0), (100.0, 1.0), (3.0, 0.6, 0.6), (0.5, 2, 9)],
+)
+def test_hd_equals_brute_force_for_any_spacing(spacing):
+    # The look-up neighbourhood depends on the spacing: exactness must not.
+    rng = np.random.default_rng(int(sum(spacing) * 1000) % 2**32)
+    shape = (30, 34) if len(spacing) == 2 else (9, 16, 14)
+    pred, target = blobs(rng, 6, shape), blobs(rng, 6, shape)
+    pred[1] = np.roll(target[1], 1, axis=-1)  # mostly near each other: look-ups settle most
+    keep = pred.any(axis=tuple(range(1, pred.ndim))) & target.any(axis=tuple(range(1, pred.ndim)))
+    for percentile in (None, 95, 50):  # the median depends on the near distances too
+        ours = hausdorff_distance_batch(pred, target, spacing=spacing, percentile=percentile)
+        for i in np.flatnonzero(keep):
+            expected = brute_force_hd(pred[i], target[i], spacing, percentile)
+            assert ours[i] == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 # ---------------------------------------------------------------- Hausdorff vs MONAI / MedPy
@@ -225,6 +259,17 @@ def test_hd_batch_equals_per_slice_and_torch_input():
             for p, t in zip(pred, target, strict=True)
         ]
         np.testing.assert_allclose(batch, loop, rtol=0, atol=1e-12)
+    # a batch of 3-D volumes
+    volumes_pred, volumes_target = blobs(rng, 3, (5, 12, 12)), blobs(rng, 3, (5, 12, 12))
+    np.testing.assert_allclose(
+        hausdorff_distance_batch(volumes_pred, volumes_target, spacing=(2.0, 1.0, 1.0)),
+        [
+            hausdorff_distance(p, t, spacing=(2.0, 1.0, 1.0))
+            for p, t in zip(volumes_pred, volumes_target, strict=True)
+        ],
+        rtol=0,
+        atol=1e-12,
+    )
     # a 0/1 integer tensor counts non-zero as foreground
     assert hausdorff_distance(torch.from_numpy(pred[0]).long(), target[0]) == pytest.approx(
         hausdorff_distance(pred[0], target[0])
