@@ -28,11 +28,11 @@ from .shapes import Grid, Perturbation, draw, ellipsoid_region, rotation
 # Per group, ED ranges: LV cavity radius Rc (mm), wall thickness T (mm), cavity length L (mm),
 # ES/ED cavity-radius ratio, RV crescent thickness w (mm).
 GROUPS: dict[str, dict[str, tuple[float, float]]] = {
-    "NOR": {"rc": (24, 29), "t": (8, 11), "l": (75, 90), "es": (0.58, 0.7), "w": (12, 20)},
-    "MINF": {"rc": (27, 34), "t": (6, 9), "l": (80, 95), "es": (0.78, 0.88), "w": (12, 19)},
-    "DCM": {"rc": (31, 38), "t": (5, 8), "l": (85, 100), "es": (0.84, 0.93), "w": (12, 19)},
-    "HCM": {"rc": (19, 24), "t": (13, 18), "l": (65, 80), "es": (0.45, 0.6), "w": (11, 18)},
-    "RV": {"rc": (22, 27), "t": (7, 10), "l": (75, 90), "es": (0.6, 0.72), "w": (22, 32)},
+    "NOR": {"rc": (25, 31), "t": (8, 11), "l": (75, 90), "es": (0.58, 0.7), "w": (17, 27)},
+    "MINF": {"rc": (28, 36), "t": (6, 9), "l": (80, 95), "es": (0.78, 0.88), "w": (16, 26)},
+    "DCM": {"rc": (32, 40), "t": (5, 8), "l": (85, 100), "es": (0.84, 0.93), "w": (15, 25)},
+    "HCM": {"rc": (20, 26), "t": (13, 18), "l": (65, 80), "es": (0.45, 0.6), "w": (15, 24)},
+    "RV": {"rc": (23, 29), "t": (7, 10), "l": (75, 90), "es": (0.6, 0.72), "w": (28, 40)},
 }
 BLOOD, MYO, FAT, LUNG, LIVER, MUSCLE = 0.85, 0.27, 0.68, 0.04, 0.32, 0.25
 
@@ -46,8 +46,9 @@ def _ventricles(p: dict, phase: str) -> dict[str, float]:
     # Myocardial cross-section conserved: (Rc' + T')^2 - Rc'^2 = (Rc + T)^2 - Rc^2.
     t_es = float(np.sqrt(rc_es**2 + (rc + t) ** 2 - rc**2) - rc_es)
     l_es = lc * p["shorten"]
-    # The base descends towards a nearly fixed apex.
-    return {"rc": rc_es, "t": t_es, "l": l_es, "w": w * p["rv_es"], "zb": p["zb"] + (lc - l_es)}
+    # The base descends towards the apex (the apex moves less).
+    zb = p["zb"] + 0.6 * (lc - l_es)
+    return {"rc": rc_es, "t": t_es, "l": l_es, "w": w * p["rv_es"], "zb": zb}
 
 
 def _draw_patient(rng: np.random.Generator) -> dict:
@@ -56,28 +57,32 @@ def _draw_patient(rng: np.random.Generator) -> dict:
     group = str(rng.choice(list(GROUPS)))
     g = GROUPS[group]
     p = {k: u(*g[k]) for k in ("rc", "t", "l", "es", "w")}
-    p.update(group=group, shorten=u(0.84, 0.92), rv_es=u(0.55, 0.75) if group != "RV" else 0.85)
+    p.update(group=group, shorten=u(0.84, 0.92), rv_es=u(0.6, 0.8) if group != "RV" else 0.88)
     dz = float(rng.choice([10.0, 10.0, 10.0, 8.0, 6.5]))
-    dxy = u(1.35, 1.7)
+    dxy = u(1.25, 1.6)
     # Stack: 0-1 slice above the base, down to 0-1 slice beyond the apex.
-    above, below = u(-0.5, 0.7) * dz, u(-0.7, 0.4) * dz
-    extent = above + p["l"] + p["t"] + below
+    above, below = u(-0.6, 0.45) * dz, u(-0.8, 0.2) * dz
+    extent = above + p["l"] + 0.6 * p["t"] + below
     nz = int(np.clip(np.ceil(extent / dz), 5, 20))
     shape = (nz, int(rng.choice([192, 208, 224, 256])), int(rng.choice([176, 192, 208, 224])))
     p["grid"] = Grid(shape, (dz, dxy, dxy))
     z0 = float(p["grid"].axis(0)[0])
     p["zb"] = z0 + above
-    p["hc"] = (u(8, 30), u(-20, 5))  # LV axis in-plane position (x right, y down)
+    p["hc"] = (u(0, 25), u(-15, 10))  # LV axis in-plane position (x right, y down)
     p["tilt"], p["spin"] = rng.normal(0, 0.08), u(0, 2 * np.pi)
     p["ecc"] = u(0.9, 1.1)
     p["rv_dir"] = np.pi + u(0.15, 0.8)  # RV anterior (up) and to the image left
-    p["rv_off"], p["rv_wrap"], p["rv_len"] = u(0.35, 0.6), u(1.05, 1.3), u(0.75, 0.92)
+    p["rv_off"], p["rv_wrap"], p["rv_len"] = u(0.35, 0.6), u(1.1, 1.4), u(0.85, 1.0)
     # Outlines: LV endocardium, epicardium, RV, epicardial fat (patchy), lungs.
     p["pert"] = [Perturbation.random(rng, a, 3) for a in (0.06, 0.04, 0.08, 0.25, 0.12)]
     # Papillary muscles on the free wall, opposite the septum: (size, angle, angle).
     p["pap"] = (u(0.9, 1.4), *(p["rv_dir"] + np.pi + s * u(0.4, 0.8) for s in (-1, 1)))
     p["body"] = ((u(-10, 10), u(0, 20)), (u(150, 185), u(100, 125)), u(8, 16), u(18, 30))
-    p["lungs"] = [(s * u(62, 80), u(-5, 20), u(38, 52), u(55, 75)) for s in (-1, 1)]
+    p["lungs"] = [(s * u(68, 88), u(5, 25), u(34, 46), u(48, 66)) for s in (-1, 1)]
+    # Clutter: lung vessels (bright dots) and mediastinal structures (oesophagus, veins, ...).
+    p["dots"] = [(s * u(50, 100), u(-30, 60), u(-60, 60), u(2, 4), u(0.4, 0.8))
+                 for s in rng.choice([-1, 1], 12)]  # fmt: skip
+    p["blobs"] = [(u(-50, 50), u(-40, 50), u(-60, 60), u(5, 12), u(0.2, 0.8)) for _ in range(5)]
     p["aorta"] = (u(12, 30), u(45, 60), u(10, 14))
     p["liver"] = (u(-70, -35), u(-10, 25), p["zb"] + p["l"] + u(-15, 25), u(80, 110))
     p["stomach"] = (u(45, 75), u(-15, 15), p["zb"] + p["l"] + u(10, 40), u(25, 40), u(0.05, 0.8))
@@ -103,6 +108,8 @@ def _render(p: dict, phase: str) -> tuple[np.ndarray, np.ndarray]:
     draw(image, tis["fat"] * 0.8, grid, (bx, by, 0.0), cavity, edge=2.0)
     for lx, ly, lrx, lry in p["lungs"]:
         draw(image, LUNG, grid, (lx, ly, 0.0), (lrx, lry, 500.0), perturb=p["pert"][4])
+    for x, y, z, r, val in p["dots"] + p["blobs"]:
+        draw(image, val, grid, (x, y, z), (r, r, 1.5 * r))
     # Spine (vertebral body, bright canal) and descending aorta, posterior.
     spine_y = by + bry - skin - wall - 25
     draw(image, 0.06, grid, (bx, spine_y, 0.0), (19, 17, 500.0))
@@ -119,7 +126,7 @@ def _render(p: dict, phase: str) -> tuple[np.ndarray, np.ndarray]:
     rot = rotation(p["spin"], p["tilt"])
     centre = (hx, hy, v["zb"])
     below_base = (0.0, 1e4)
-    epi_r = (v["rc"] + v["t"], (v["rc"] + v["t"]) * p["ecc"], v["l"] + v["t"])
+    epi_r = (v["rc"] + v["t"], (v["rc"] + v["t"]) * p["ecc"], v["l"] + 0.6 * v["t"])
     endo_r = (v["rc"], v["rc"] * p["ecc"], v["l"])
     # Atria and great vessels above the base: blood as bright as the ventricles, no label.
     atx, aty, atz, atr = p["atria"]
@@ -132,8 +139,10 @@ def _render(p: dict, phase: str) -> tuple[np.ndarray, np.ndarray]:
     # RV: an ellipsoid offset towards the RV side, minus the LV epicardium -> a crescent.
     e = epi_r[0]
     off = p["rv_off"] * e
-    rv_rot = rotation(p["rv_dir"], p["tilt"])
-    rv_c = (hx + off * np.cos(p["rv_dir"]), hy + off * np.sin(p["rv_dir"]), v["zb"])
+    # The RV frame shares the LV's long axis, so both are cut by the same base plane.
+    rv_rot = rot @ rotation(p["rv_dir"] - p["spin"])
+    shift = rv_rot[:, 0] * off  # (x, y, z) offset towards the RV, within the base plane
+    rv_c = (hx + shift[0], hy + shift[1], v["zb"] + shift[2])
     rv_r = (e + v["w"] - off, e * p["rv_wrap"], v["l"] * p["rv_len"])
     wall_r = (rv_r[0] + 3.0, rv_r[1] + 3.0, rv_r[2] + 3.0)
     draw(
