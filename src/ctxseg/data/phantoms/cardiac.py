@@ -28,11 +28,11 @@ from .shapes import Grid, Perturbation, draw, ellipsoid_region, rotation
 # Per group, ED ranges: LV cavity radius Rc (mm), wall thickness T (mm), cavity length L (mm),
 # ES/ED cavity-radius ratio, RV crescent thickness w (mm).
 GROUPS: dict[str, dict[str, tuple[float, float]]] = {
-    "NOR": {"rc": (25, 31), "t": (8, 11), "l": (75, 90), "es": (0.58, 0.7), "w": (17, 27)},
-    "MINF": {"rc": (28, 36), "t": (6, 9), "l": (80, 95), "es": (0.78, 0.88), "w": (16, 26)},
-    "DCM": {"rc": (32, 40), "t": (5, 8), "l": (85, 100), "es": (0.84, 0.93), "w": (15, 25)},
-    "HCM": {"rc": (20, 26), "t": (13, 18), "l": (65, 80), "es": (0.45, 0.6), "w": (15, 24)},
-    "RV": {"rc": (23, 29), "t": (7, 10), "l": (75, 90), "es": (0.6, 0.72), "w": (28, 40)},
+    "NOR": {"rc": (25, 31), "t": (8, 11), "l": (75, 90), "es": (0.58, 0.7), "w": (13, 21)},
+    "MINF": {"rc": (28, 36), "t": (6, 9), "l": (80, 95), "es": (0.78, 0.88), "w": (14, 23)},
+    "DCM": {"rc": (32, 40), "t": (5, 8), "l": (85, 100), "es": (0.84, 0.93), "w": (13, 22)},
+    "HCM": {"rc": (20, 26), "t": (13, 18), "l": (65, 80), "es": (0.45, 0.6), "w": (13, 21)},
+    "RV": {"rc": (23, 29), "t": (7, 10), "l": (75, 90), "es": (0.6, 0.72), "w": (25, 36)},
 }
 BLOOD, MYO, FAT, LUNG, LIVER, MUSCLE = 0.85, 0.27, 0.68, 0.04, 0.32, 0.25
 
@@ -51,10 +51,9 @@ def _ventricles(p: dict, phase: str) -> dict[str, float]:
     return {"rc": rc_es, "t": t_es, "l": l_es, "w": w * p["rv_es"], "zb": zb}
 
 
-def _draw_patient(rng: np.random.Generator) -> dict:
+def _draw_patient(rng: np.random.Generator, group: str) -> dict:
     """All anatomy of one patient (shared by its ED and ES frames)."""
     u = rng.uniform
-    group = str(rng.choice(list(GROUPS)))
     g = GROUPS[group]
     p = {k: u(*g[k]) for k in ("rc", "t", "l", "es", "w")}
     p.update(group=group, shorten=u(0.84, 0.92), rv_es=u(0.6, 0.8) if group != "RV" else 0.88)
@@ -173,19 +172,24 @@ def _render(p: dict, phase: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_cardiac_patient(
-    rng: np.random.Generator, noise_rngs: tuple[np.random.Generator, np.random.Generator]
+    rng: np.random.Generator,
+    noise_rngs: tuple[np.random.Generator, np.random.Generator],
+    group: str = "NOR",
 ) -> tuple[dict, dict[str, mr.PhantomVolume]]:
     """Draw one patient: its ``Info.cfg`` fields and the ED and ES volumes.
 
     Args:
         rng: draws the anatomy, textures and coil field (shared by both frames).
         noise_rngs: one generator per frame (ED, ES) for the acquisition noise.
+        group: ACDC disease group, a key of :data:`GROUPS`.
 
     Returns:
         ``(info, {"ED": volume, "ES": volume})``; images int16, labels uint8 in {0, 1, 2, 3},
         ``(Z, Y, X)``, slice 0 at the base side.
     """
-    p = _draw_patient(rng)
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {list(GROUPS)}, got {group!r}")
+    p = _draw_patient(rng, group)
     grid = p["grid"]
     texture = 1.0 + 0.05 * mr.smooth_field(grid, rng, (10.0, 60.0), components=10)
     texture += 0.03 * mr.mottle(grid, rng)
@@ -204,8 +208,9 @@ def write_cardiac_phantoms(raw_dir: str | Path, cases: int = 20, seed: int = 0) 
 
     For patient ``k`` (numbered from 001): ``patientNNN/Info.cfg`` (ED, ES, Group, Height,
     NbFrame, Weight) and ``patientNNN_frameFF.nii.gz`` + ``patientNNN_frameFF_gt.nii.gz`` for
-    the ED and ES frames (the 4-D cine file of the real set is not written). Patient ``k``
-    depends only on ``(seed, k)``.
+    the ED and ES frames (the 4-D cine file of the real set is not written). The disease groups
+    take turns (NOR, MINF, DCM, HCM, RV, NOR, ...), so any five patients are balanced. Patient
+    ``k`` depends only on ``(seed, k)``.
 
     Returns:
         The patient folders, in order.
@@ -219,6 +224,7 @@ def write_cardiac_phantoms(raw_dir: str | Path, cases: int = 20, seed: int = 0) 
         info, frames = make_cardiac_patient(
             np.random.default_rng([seed, i, 0]),
             (np.random.default_rng([seed, i, 1]), np.random.default_rng([seed, i, 2])),
+            group=list(GROUPS)[i % len(GROUPS)],
         )
         folder = raw_dir / name
         folder.mkdir(parents=True, exist_ok=True)
