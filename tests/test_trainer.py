@@ -15,7 +15,8 @@ from ctxseg.data.store import PreparedCase, PreparedStore, write_store
 from ctxseg.engine.checkpoint import load_checkpoint, load_model
 from ctxseg.engine.config import load_config
 from ctxseg.engine.inference import predict_labels
-from ctxseg.engine.trainer import NonFiniteError, Trainer, epoch_seed
+from ctxseg.engine.sampling import epoch_seed
+from ctxseg.engine.trainer import NonFiniteError, Trainer
 from ctxseg.metrics import dice_score_batch
 
 SIZE = 32

@@ -34,15 +34,16 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from ctxseg.engine.augment import apply_augment, draw_augment
+from ctxseg.engine.augment import apply_augment
 from ctxseg.engine.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from ctxseg.engine.config import Config, OptimConfig
 from ctxseg.engine.distributed import DistContext, resolve_device
 from ctxseg.engine.progress import RunLog
+from ctxseg.engine.sampling import epoch_plan, epoch_seed, shard_batches
 from ctxseg.engine.stores import open_store
 from ctxseg.engine.validation import validate_slices
 
-__all__ = ["NonFiniteError", "Trainer", "create_trainer", "epoch_seed"]
+__all__ = ["NonFiniteError", "Trainer", "create_trainer"]
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,6 @@ _RUN_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "progre
 
 class NonFiniteError(RuntimeError):
     """A logged training value became NaN or infinite; the last good checkpoint is kept."""
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's randomness, a function of the run seed and the 0-based epoch."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -351,14 +347,11 @@ class Trainer:
         train, world, rank = self.config.train, self.dist.world_size, self.dist.rank
         seed = epoch_seed(self.config.seed, epoch)
         torch.manual_seed(seed)  # anything drawing from the global generator repeats on resume
-        generator = torch.Generator().manual_seed(seed)
         n = self.train_images.shape[0]
-        order = torch.randperm(n, generator=generator)  # (n,)
-        params = draw_augment(n, generator) if self.config.data.augment else None
-        pad = (-n) % world  # as DistributedSampler: repeat the first slices for equal shards
-        order = torch.cat([order, order[:pad]]).to(self.data_device)
-        if params is not None:
-            params = torch.cat([params, params[:pad]]).to(self.device)
+        order, params = epoch_plan(n, seed, world, self.config.data.augment)
+        order = order.to(self.data_device)
+        params = None if params is None else params.to(self.device)
+        pad = order.shape[0] - n
         sums: dict[str, torch.Tensor] = {}
         steps, shown = 0, time.monotonic()
         bar = tqdm(
@@ -369,8 +362,7 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        for start in range(0, n + pad, train.batch_size):
-            index = order[start : start + train.batch_size][rank::world]  # this process's share
+        for start, index in shard_batches(order, train.batch_size, rank, world):
             image = self.train_images[index].to(self.device, non_blocking=True)
             target = self.train_labels[index].to(self.device, non_blocking=True).long()
             if params is not None:
