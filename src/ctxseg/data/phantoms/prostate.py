@@ -60,7 +60,7 @@ def make_prostate_case(rng: np.random.Generator) -> mr.PhantomVolume:
     px, py, pz = p_c
 
     # Tissue intensities (T2w, relative to a peak near 1), varied per case.
-    fat, muscle = _jitter(rng, 0.55), _jitter(rng, 0.2, 0.2)
+    fat, muscle = _jitter(rng, 0.52), _jitter(rng, 0.24, 0.2)
     image = np.zeros(grid.shape, np.float32)
     draw(image, fat, grid, (0.0, u(5, 25), 0.0), (u(165, 200), u(112, 130), 400.0), edge=2.0)
 
@@ -93,6 +93,12 @@ def make_prostate_case(rng: np.random.Generator) -> mr.PhantomVolume:
         draw(image, _jitter(rng, 0.72, 0.15), grid, sv_c, (u(11, 16), u(4, 6), u(6, 9)),
              rot=rotation(side * u(0.3, 0.6)), perturb=Perturbation.random(rng, 0.1))  # fmt: skip
 
+    # Clutter in the pelvic fat: vessels and fascia seen end-on, bright or dark.
+    for _ in range(24):
+        c = (u(-80, 80), u(-70, 80), u(-30, 30))
+        draw(image, u(0.08, 0.8), grid, c, (u(1.5, 3.5), u(1.5, 3.5), u(8, 40)),
+             rot=rotation(u(0, np.pi), u(-0.4, 0.4)))  # fmt: skip
+
     # Bladder: above the base, thin muscular wall, bright urine; its filling varies.
     b_r = (u(28, 50), u(20, 36), u(20, 36))
     b_c = (px + rng.normal(0, 5), py - 0.3 * p_r[1] - u(0, 8), pz + 0.8 * p_r[2] + 0.7 * b_r[2])
@@ -114,14 +120,14 @@ def make_prostate_case(rng: np.random.Generator) -> mr.PhantomVolume:
     draw(image, lumen, grid, r_c, lumen_r, rot=r_rot, perturb=r_pert)
 
     # The gland on top: bright peripheral zone, darker central gland, dark capsule rim.
-    paint(image, gland, _jitter(rng, 0.6, 0.15))
-    paint(image, central, _jitter(rng, 0.32, 0.15))
+    paint(image, gland, _jitter(rng, 0.52, 0.15))
+    paint(image, central, _jitter(rng, 0.3, 0.15))
     capsule = 4.0 * gland * (1.0 - gland)  # peaks on the gland surface
     image *= 1.0 - np.float32(u(0.25, 0.45)) * capsule
 
     # Texture: smooth tissue variation, fine mottling (stronger in the gland), coil profile.
     image *= 1.0 + 0.035 * mr.smooth_field(grid, rng, (10.0, 60.0), components=8)
-    image += (0.03 + 0.07 * gland) * mr.mottle(grid, rng, sigma_mm=1.5) * image
+    image += (0.045 + 0.06 * gland) * mr.mottle(grid, rng, sigma_mm=1.5) * image
     bias = mr.bias_field(grid, rng, u(0.15, 0.35))
     if coil:
         x = grid.axis(2)[None, None, :] - r_c[0]
