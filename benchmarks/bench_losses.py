@@ -168,6 +168,14 @@ def main() -> None:
     batch1 = step_times.pop("context dynamic, batch 1")
     report("full unet32 training step (forward, loss, backward, Adam)", step_times, "ce")
 
+    # The fastest run of each is the least disturbed by other processes: the extra cost of a
+    # context loss, taken from the loss-alone minima, against the median CE training step.
+    ce_step = statistics.median(step_times["ce"])
+    print("\nextra cost of the loss (fastest loss-alone run minus CE's) per CE training step")
+    for name in CANDIDATES:
+        extra = min(loss_times[name]) - min(loss_times["ce"])
+        print(f"  {name:<20} {1000 * extra:8.2f} ms = {100 * extra / ce_step:.3f}% of a step")
+
     t16 = statistics.median(step_times["context dynamic"])
     t1 = statistics.median(batch1)
     print("\ndynamic-ROI context training throughput")

@@ -148,15 +148,11 @@ def test_focal_equals_monai_times_classes(alpha: list[float] | None) -> None:
 
 
 BASES = [
-    ("ce", {}, lambda lg, t: F.cross_entropy(lg, t)),
-    (
-        "wce",
-        {"weights": [0.1, 0.5, 0.4]},
-        lambda lg, t: F.cross_entropy(lg, t, weight=torch.tensor([0.1, 0.5, 0.4])),
-    ),
-    ("focal", {"gamma": 2.0, "alpha": 4.0}, None),
-    ("dice", {}, None),
-    ("dice", {"variant": "log_jaccard"}, None),
+    ("ce", {}),
+    ("wce", {"weights": [0.1, 0.5, 0.4]}),
+    ("focal", {"gamma": 2.0, "alpha": 4.0}),
+    ("dice", {}),
+    ("dice", {"variant": "log_jaccard"}),
 ]
 
 
@@ -184,7 +180,7 @@ def crop_loop_reference(
     return base(logits, target) + lambda_roi * roi
 
 
-@pytest.mark.parametrize(("base_name", "base_kwargs", "_"), BASES)
+@pytest.mark.parametrize(("base_name", "base_kwargs"), BASES)
 @pytest.mark.parametrize(
     ("mode", "size", "margin", "min_size"),
     [("static", 10, 0, 1), ("dynamic", None, 0, 1), ("dynamic", None, 2, 9)],
@@ -192,7 +188,6 @@ def crop_loop_reference(
 def test_context_equals_per_sample_crop_loop(
     base_name: str,
     base_kwargs: dict,
-    _: object,
     mode: str,
     size: int | None,
     margin: int,
@@ -223,15 +218,6 @@ def test_context_equals_per_sample_crop_loop(
     torch.testing.assert_close(grad, grad_ref, atol=1e-6, rtol=1e-5)
 
 
-def test_base_losses_match_their_plain_references() -> None:
-    logits, target = random_batch()
-    for name, kwargs, reference in BASES:
-        if reference is not None:
-            torch.testing.assert_close(
-                build_loss(name, 3, **kwargs)(logits, target), reference(logits, target)
-            )
-
-
 def test_static_context_ce_equals_the_authors_mean_over_all_roi_pixels() -> None:
     logits, target = random_batch()
     keep = [0, 2, 3, 4]  # every kept sample has foreground: equal 10x10 boxes
@@ -247,8 +233,8 @@ def test_static_context_ce_equals_the_authors_mean_over_all_roi_pixels() -> None
     torch.testing.assert_close(roi, F.cross_entropy(crops_logits, crops_target))
 
 
-@pytest.mark.parametrize(("base_name", "base_kwargs", "_"), BASES)
-def test_lambda_zero_equals_base(base_name: str, base_kwargs: dict, _: object) -> None:
+@pytest.mark.parametrize(("base_name", "base_kwargs"), BASES)
+def test_lambda_zero_equals_base(base_name: str, base_kwargs: dict) -> None:
     logits, target = random_batch()
     for mode in ("static", "dynamic"):
         loss = build_loss(
@@ -258,10 +244,10 @@ def test_lambda_zero_equals_base(base_name: str, base_kwargs: dict, _: object) -
         assert torch.equal(loss(logits, target), base(logits, target))
 
 
-@pytest.mark.parametrize(("base_name", "base_kwargs", "_"), BASES)
+@pytest.mark.parametrize(("base_name", "base_kwargs"), BASES)
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
 def test_all_background_batch_gives_zero_roi_and_finite_gradients(
-    base_name: str, base_kwargs: dict, _: object, mode: str
+    base_name: str, base_kwargs: dict, mode: str
 ) -> None:
     logits = torch.randn(3, 3, 16, 16, requires_grad=True)
     target = torch.zeros(3, 16, 16, dtype=torch.long)
