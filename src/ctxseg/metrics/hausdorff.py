@@ -18,16 +18,20 @@ coordinate spaced so far apart that every nearest neighbour is found in its own 
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from ctxseg.metrics._arrays import ArrayLike, check_pair, check_spacing, to_mask
+from ctxseg.metrics._surface import mask_edges, surfaces
 
 __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
 _LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the KD-tree
+_TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}  # fastest here
 
 
 def hausdorff_distance(
@@ -90,36 +94,6 @@ def hausdorff_distance_batch(
     return _hausdorff_batch(pred_mask, target_mask, spacing, percentile)
 
 
-def mask_edges(mask: np.ndarray, batched: bool = False) -> np.ndarray:
-    """Surface voxels of a mask: the mask minus its erosion by the face-connected cross.
-
-    Same as ``mask ^ scipy.ndimage.binary_erosion(mask)`` (and MONAI's ``get_mask_edges``):
-    voxels outside the array count as background, so a mask touching the border has its
-    border voxels on the surface.
-
-    Args:
-        mask: boolean mask.
-        batched: if True the first axis indexes independent masks and is not eroded along.
-
-    Shape:
-        mask: (*S) or (N, *S) when batched; returns the same shape.
-    """
-    eroded = mask.copy()
-    for axis in range(1 if batched else 0, mask.ndim):
-        if mask.shape[axis] < 3:
-            eroded[:] = False
-            break
-        head = [slice(None)] * mask.ndim
-        tail = [slice(None)] * mask.ndim
-        head[axis], tail[axis] = slice(1, None), slice(None, -1)
-        eroded[tuple(head)] &= mask[tuple(tail)]  # the neighbour before must be inside
-        eroded[tuple(tail)] &= mask[tuple(head)]  # the neighbour after must be inside
-        head[axis], tail[axis] = 0, -1
-        eroded[tuple(head)] = False  # outside the array is background
-        eroded[tuple(tail)] = False
-    return mask & ~eroded
-
-
 def _hausdorff_batch(
     pred: np.ndarray,
     target: np.ndarray,
@@ -142,69 +116,50 @@ def _hausdorff_batch(
     both = np.flatnonzero(pred_any & target_any)
     if both.size == 0:
         return result
-    if both.size < n:
-        pred, target = pred[both], target[both]
-    radii = _reach(scale)
-    pred_edges, target_edges = _padded_edges(pred, target, radii)
-    pred_flat, target_flat = np.flatnonzero(pred_edges), np.flatnonzero(target_edges)
-    offsets, offset_distances = _steps(radii, scale)
-    strides = np.asarray(pred_edges.strides[1:]) // pred_edges.itemsize  # C-contiguous
+    radii, offsets, offset_distances = _lookup_offsets(tuple(scale.tolist()))
+    surf = surfaces(pred, target, both, radii)
+    # C-order strides of the spatial axes turn an offset into a step between flat indices
+    strides = np.array([math.prod(surf.shape[axis + 1 :]) for axis in range(1, len(surf.shape))])
     steps = list(zip((offsets @ strides).tolist(), offset_distances.tolist(), strict=True))
-    forward = _directed(pred_flat, target_edges, target_flat, steps, scale)
-    backward = _directed(target_flat, pred_edges, pred_flat, steps, scale)
-    block = pred_edges[0].size  # flat indices of mask i lie in [i * block, (i + 1) * block)
+    forward = _directed(
+        surf.pred_flat, surf.target_lookup, surf.target_flat, surf.shape, steps, scale
+    )
+    backward = _directed(
+        surf.target_flat, surf.pred_lookup, surf.pred_flat, surf.shape, steps, scale
+    )
+    block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
     result[both] = np.maximum(
-        _reduce(forward, pred_flat // block, both.size, percentile),
-        _reduce(backward, target_flat // block, both.size, percentile),
+        _reduce(forward, surf.pred_flat // block, both.size, percentile),
+        _reduce(backward, surf.target_flat // block, both.size, percentile),
     )
     return result
 
 
-def _padded_edges(
-    pred: np.ndarray, target: np.ndarray, radii: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Surface voxels of both masks cropped to the batch's foreground box, with a zero border.
+@functools.lru_cache(maxsize=64)
+def _lookup_offsets(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The look-up box for a spacing and the offsets in it whose distance a look-up settles.
 
-    The border keeps the erosion exact (a voxel outside the box is background either way) and
-    lets a flat index step anywhere in its look-up box (half-widths ``radii``, at least 1)
-    without leaving its own mask.
+    The box has about the same physical reach along every axis (fewer voxels along a coarse
+    axis) and is the widest with at most ``_LOOKUP_STEPS`` offsets: beyond that the look-ups
+    cost more than the KD-tree queries they save.
 
-    Shape:
-        pred, target: (N, *S) bool -> two (N, *(S' + 2 * radii)) bool, S' the box of all
-        foreground.
+    Returns:
+        ``(radii, offsets, distances)``: box half-widths in voxels (D,), offsets (K, D) and
+        their distances (K,) sorted by distance; read-only (cached).
     """
-    union = pred | target
-    box = [slice(None)]
-    for axis in range(1, union.ndim):
-        other = tuple(a for a in range(union.ndim) if a != axis)
-        hit = np.flatnonzero(union.any(axis=other))
-        box.append(slice(hit[0], hit[-1] + 1))
-    pad = [(0, 0)] + [(int(r), int(r)) for r in np.maximum(radii, 1)]
-    return (
-        mask_edges(np.pad(pred[tuple(box)], pad), batched=True),
-        mask_edges(np.pad(target[tuple(box)], pad), batched=True),
-    )
-
-
-def _reach(scale: np.ndarray) -> np.ndarray:
-    """Half-widths in voxels of the look-up box: the widest with at most ``_LOOKUP_STEPS`` steps.
-
-    The box reaches about the same physical distance along every axis (fewer voxels along a
-    coarse axis). Beyond ``_LOOKUP_STEPS`` the look-ups cost more than the KD-tree they save.
-
-    Shape:
-        scale: (D,); returns (D,) int64.
-    """
-    best = np.zeros(scale.size, np.int64)
+    scale = np.asarray(spacing)
+    best = _steps(np.zeros(scale.size, np.int64), scale)
     for reach in range(1, 16):
-        radii = np.ceil(reach * scale.min() / scale).astype(np.int64)
-        if _steps(radii, scale)[1].size > _LOOKUP_STEPS:
+        candidate = _steps(np.ceil(reach * scale.min() / scale).astype(np.int64), scale)
+        if candidate[2].size > _LOOKUP_STEPS:
             break
-        best = radii
+        best = candidate
+    for array in best:
+        array.flags.writeable = False
     return best
 
 
-def _steps(radii: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _steps(radii: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Offsets in the box of half-widths ``radii`` whose distance a look-up settles exactly.
 
     Every voxel outside the box is at least ``bound = min((radii + 1) * scale)`` away, so among
@@ -212,20 +167,22 @@ def _steps(radii: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray
     surface gives the exact nearest distance.
 
     Shape:
-        radii, scale: (D,); returns offsets (K, D) int64 and distances (K,), sorted by distance.
+        radii, scale: (D,); returns radii, offsets (K, D) int64 and distances (K,), sorted by
+        distance.
     """
     axes = [np.arange(-r, r + 1) for r in radii]
     offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, radii.size)
     distances = np.sqrt(np.sum((offsets * scale) ** 2, axis=1))
     keep = distances <= np.min((radii + 1) * scale)
     order = np.argsort(distances[keep], kind="stable")
-    return offsets[keep][order], distances[keep][order]
+    return radii, offsets[keep][order], distances[keep][order]
 
 
 def _directed(
     query_flat: np.ndarray,
-    other_edges: np.ndarray,
+    other_lookup: np.ndarray,
     other_flat: np.ndarray,
+    shape: tuple[int, ...],
     steps: list[tuple[int, float]],
     scale: np.ndarray,
 ) -> np.ndarray:
@@ -233,15 +190,15 @@ def _directed(
 
     Args:
         query_flat: flat indices of the first surface in the padded batch.
-        other_edges: the second surface, padded batch.
+        other_lookup: the second surface as a flat boolean array over the padded batch.
         other_flat: flat indices of the second surface.
+        shape: shape (N, *S) of the padded batch.
         steps: (flat index step, distance) of the look-up offsets, sorted by distance.
         scale: voxel spacing of the spatial axes.
 
     Returns:
         float64 distances, one per entry of ``query_flat``.
     """
-    other_lookup = other_edges.ravel()
     distances = np.full(query_flat.size, np.inf)
     pending = np.arange(query_flat.size)
     for step, distance in steps:
@@ -250,9 +207,14 @@ def _directed(
         pending = pending[~hit]
         if pending.size == 0:
             return distances
-    shape = other_edges.shape
-    tree = cKDTree(_points(other_flat, shape, scale), leafsize=32, balanced_tree=False)
-    distances[pending] = tree.query(_points(query_flat[pending], shape, scale), k=1)[0]
+    query_flat = query_flat[pending]
+    # Nearest neighbours stay in their own mask, so the tree needs only the masks queried.
+    block = math.prod(shape[1:])
+    queried = np.zeros(shape[0], bool)
+    queried[query_flat // block] = True
+    other_flat = other_flat[queried[other_flat // block]]
+    tree = cKDTree(_points(other_flat, shape, scale), **_TREE_OPTIONS)
+    distances[pending] = tree.query(_points(query_flat, shape, scale), k=1)[0]
     return distances
 
 
