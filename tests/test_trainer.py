@@ -234,3 +234,19 @@ def test_on_device_augmentation_matches_a_per_sample_reference() -> None:
         img = (img * params[i, 3]).clamp(0, 1)
         assert torch.allclose(out_image[i, 0], img) and torch.equal(out_target[i], tgt)
     assert len({tuple(p[:3].tolist()) for p in params}) > 4  # the draws vary between samples
+
+
+def test_tensorboard_is_optional_with_a_clear_error(tmp_path: Path) -> None:
+    import importlib.util
+
+    from ctxseg.engine.progress import RunLog
+
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ValueError, match=r"train.tensorboard: true needs the tensorboard"):
+            RunLog(tmp_path, tensorboard=True)
+    else:
+        log = RunLog(tmp_path, tensorboard=True)
+        log.append({"epoch": 1, "train_loss": 0.5})
+        log.close()
+        assert any((tmp_path / "tensorboard").iterdir())
+    RunLog(tmp_path, tensorboard=True, enabled=False)  # other ranks never import it

@@ -72,7 +72,9 @@ class DistContext:
 
     def barrier(self) -> None:
         if self.enabled:
-            dist.barrier()
+            # NCCL wants to know this process's GPU (else it guesses from the rank and warns).
+            cuda = dist.get_backend() == "nccl"
+            dist.barrier(device_ids=[torch.cuda.current_device()] if cuda else None)
 
     def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """The mean of ``tensor`` over the processes (in place; returns it)."""
@@ -84,7 +86,7 @@ class DistContext:
     def close(self) -> None:
         """Wait for every process, then leave the group if this context joined it."""
         if self.enabled:
-            dist.barrier()
+            self.barrier()
             if self.owns_group:
                 dist.destroy_process_group()
                 self.owns_group = False

@@ -157,14 +157,18 @@ class Trainer:
         """An optimiser from an :class:`OptimConfig`; its step schedule is applied each epoch."""
         # One fused kernel on CUDA; on the CPU the multi-tensor path (the default there is a
         # per-parameter loop, several times slower for the U-Nets' many tensors).
-        fused = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
         if cfg.name == "adam":
+            fused = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
             optimizer = torch.optim.Adam(
                 params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **fused
             )
         else:
             optimizer = torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused
+                params,
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                weight_decay=cfg.weight_decay,
+                foreach=True,
             )
         self._schedules.append((optimizer, cfg))
         return optimizer
@@ -273,7 +277,8 @@ class Trainer:
         path = self.run_dir / "checkpoint_last.pt"
         if not path.is_file():
             raise FileNotFoundError(f"nothing to resume: {path} does not exist")
-        state = load_checkpoint(path, map_location=self.device)
+        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
+        state = load_checkpoint(path, map_location="cpu")
         changed = [
             key
             for key in _flat_diff(state["config"], self.config.to_dict())
