@@ -134,6 +134,7 @@ def test_hd_percentile_hand_computed():
     assert hausdorff_distance(line, point) == pytest.approx(4.0)
     assert hausdorff_distance(line, point, percentile=95) == pytest.approx(3.8)  # rank 0.95*4
     assert hausdorff_distance(point, line, percentile=50) == pytest.approx(2.0)
+    assert hausdorff_distance(line, point, percentile=100) == pytest.approx(4.0)
 
 
 def test_mask_edges_equals_scipy_erosion():
