@@ -250,3 +250,20 @@ def test_tensorboard_is_optional_with_a_clear_error(tmp_path: Path) -> None:
         log.close()
         assert any((tmp_path / "tensorboard").iterdir())
     RunLog(tmp_path, tensorboard=True, enabled=False)  # other ranks never import it
+
+
+def test_checkpoints_are_atomic_and_links_independent(tmp_path: Path) -> None:
+    from ctxseg.engine.checkpoint import link_checkpoint, save_checkpoint
+
+    best, last = tmp_path / "best.pt", tmp_path / "last.pt"
+    save_checkpoint(best, {"model": {"w": torch.zeros(2)}, "config": {}, "num_classes": 2})
+    link_checkpoint(best, last)
+    assert load_checkpoint(last)["model"]["w"].tolist() == [0.0, 0.0]
+    save_checkpoint(last, {"model": {"w": torch.ones(2)}, "config": {}, "num_classes": 2})
+    assert load_checkpoint(best)["model"]["w"].tolist() == [0.0, 0.0]  # best untouched
+    assert load_checkpoint(last)["model"]["w"].tolist() == [1.0, 1.0]
+    assert load_checkpoint(last)["ctxseg_version"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temp files
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")

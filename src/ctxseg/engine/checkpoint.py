@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,14 @@ from torch import nn
 
 from ctxseg import __version__
 
-__all__ = ["get_rng_state", "load_checkpoint", "load_model", "save_checkpoint", "set_rng_state"]
+__all__ = [
+    "get_rng_state",
+    "link_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "set_rng_state",
+]
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -50,6 +58,22 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Make ``path`` a copy of the checkpoint ``source`` atomically (a hard link when possible).
+
+    A later :func:`save_checkpoint` to either path replaces that path only (a rename), so the
+    two files never change together.
+    """
+    source, path = Path(source), Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -35,7 +35,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ctxseg.engine.augment import apply_augment
-from ctxseg.engine.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from ctxseg.engine.checkpoint import (
+    get_rng_state,
+    link_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from ctxseg.engine.config import Config, OptimConfig
 from ctxseg.engine.distributed import DistContext, resolve_device
 from ctxseg.engine.progress import RunLog
@@ -413,10 +419,15 @@ class Trainer:
             return
         self.log.append(row)
         state = self._state(epoch + 1)
+        last, best = self.run_dir / "checkpoint_last.pt", self.run_dir / "checkpoint_best.pt"
         if improved or (epoch + 1 == self.config.train.epochs and self.best["value"] is None):
             # Without any finite validation Dice (no val slices) the last epoch stands in.
-            save_checkpoint(self.run_dir / "checkpoint_best.pt", state)
-        save_checkpoint(self.run_dir / "checkpoint_last.pt", state)
+            # Best first, then last as a link to it: one write, and a run killed in between
+            # resumes from the previous last checkpoint and repeats this epoch exactly.
+            save_checkpoint(best, state)
+            link_checkpoint(best, last)
+        else:
+            save_checkpoint(last, state)
         self.log.plot()
         if not self.quiet:
             shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
