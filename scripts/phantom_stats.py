@@ -102,7 +102,9 @@ def store_stats(store: PreparedStore) -> dict:
     classes = {"any": class_stats(labels, None)}
     if store.num_classes > 2:
         classes.update({store.labels_names[c]: class_stats(labels, c) for c in (1, 2, 3)})
+    counts = np.bincount(labels.ravel(), minlength=store.num_classes).astype(float)
     return {
+        "pixel_share": (counts[1:] / counts[1:].sum()).tolist(),  # of all foreground pixels
         "cases": len(store.cases),
         "slices": len(labels),
         "empty": float(1 - classes["any"]["slices_with"]),
@@ -145,6 +147,11 @@ def markdown(title: str, stats: dict[str, dict]) -> str:
                 f"{100 * s['classes'][c]['p5']:.2f} - {100 * s['classes'][c]['p95']:.2f} %"
             ),
         )
+    if len(stats[names[0]]["pixel_share"]) > 1:
+        row(
+            "share of foreground pixels (RV / Myo / LV)",
+            lambda s: " / ".join(f"{100 * v:.1f}" for v in s["pixel_share"]) + " %",
+        )
     row("largest slice of a case, mean", lambda s: f"{100 * s['ends']['largest']:.2f} %")
     row("first / last labelled slice, mean", lambda s: f"{100 * s['ends']['ends']:.2f} %")
     row(
@@ -181,7 +188,7 @@ def figure(stores: dict[str, PreparedStore], path: Path, seed: int = 1) -> None:
                 lab = np.asarray(store.labels[row])
                 for c in range(1, store.num_classes):
                     if (lab == c).any():
-                        ax.contour(lab == c, [0.5], colors=COLOURS[c], linewidths=0.8)
+                        ax.contour(lab == c, [0.5], colors=COLOURS[c], linewidths=1.0)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if k == 0 and j == 0:
@@ -191,8 +198,14 @@ def figure(stores: dict[str, PreparedStore], path: Path, seed: int = 1) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, dpi=62)
     plt.close(fig)
-    # A 96-colour palette keeps the noisy MR texture readable at a fraction of the size.
-    Image.open(buf).convert("RGB").quantize(96).save(path, optimize=True)
+    # A palette of 160 greys plus the contour colours: the noisy MR texture costs a fraction
+    # of the RGB size and the contours keep their colours.
+    colours = [(g, g, g) for g in np.linspace(0, 255, 160).round().astype(int)]
+    colours += [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in COLOURS.values()]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([v for c in colours for v in c] + [0] * 3 * (256 - len(colours)))
+    rgb = Image.open(buf).convert("RGB")
+    rgb.quantize(palette=palette, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def main() -> None:
