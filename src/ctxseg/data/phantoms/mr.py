@@ -42,7 +42,6 @@ def smooth_field(
     rng: np.random.Generator,
     wavelengths: tuple[float, float],
     components: int = 8,
-    in_plane_only: bool = False,
 ) -> np.ndarray:
     """Random smooth field with zero mean and unit RMS: a sum of plane waves.
 
@@ -55,8 +54,6 @@ def smooth_field(
         rng: random generator.
         wavelengths: ``(shortest, longest)`` wavelength in mm.
         components: number of plane waves.
-        in_plane_only: waves that do not vary along z (for a field fixed by the coil geometry
-            in a thick-slice 2-D acquisition it makes little difference; kept for flexibility).
 
     Returns:
         float32 field of ``grid.shape`` ``(Z, Y, X)``.
@@ -70,8 +67,6 @@ def smooth_field(
     out = np.zeros(grid.shape, dtype=np.float32)
     for _ in range(components):
         direction = rng.standard_normal(3)
-        if in_plane_only:
-            direction[2] = 0.0
         direction /= np.linalg.norm(direction) + 1e-12
         k = 2 * np.pi / np.exp(rng.uniform(np.log(lo), np.log(hi))) * direction  # (kx, ky, kz)
         phase = rng.uniform(0, 2 * np.pi)

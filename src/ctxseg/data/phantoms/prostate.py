@@ -60,7 +60,7 @@ def make_prostate_case(rng: np.random.Generator) -> mr.PhantomVolume:
     px, py, pz = p_c
 
     # Tissue intensities (T2w, relative to a peak near 1), varied per case.
-    fat, muscle = _jitter(rng, 0.52), _jitter(rng, 0.24, 0.2)
+    fat, muscle = _jitter(rng, 0.48), _jitter(rng, 0.24, 0.2)
     image = np.zeros(grid.shape, np.float32)
     draw(image, fat, grid, (0.0, u(5, 25), 0.0), (u(165, 200), u(112, 130), 400.0), edge=2.0)
 
@@ -120,7 +120,7 @@ def make_prostate_case(rng: np.random.Generator) -> mr.PhantomVolume:
     draw(image, lumen, grid, r_c, lumen_r, rot=r_rot, perturb=r_pert)
 
     # The gland on top: bright peripheral zone, darker central gland, dark capsule rim.
-    paint(image, gland, _jitter(rng, 0.52, 0.15))
+    paint(image, gland, _jitter(rng, 0.56, 0.15))
     paint(image, central, _jitter(rng, 0.3, 0.15))
     capsule = 4.0 * gland * (1.0 - gland)  # peaks on the gland surface
     image *= 1.0 - np.float32(u(0.25, 0.45)) * capsule
