@@ -125,17 +125,19 @@ def _hausdorff_batch(
     # C-order strides of the spatial axes turn an offset into a step between flat indices
     strides = np.array([math.prod(surf.shape[axis + 1 :]) for axis in range(1, len(surf.shape))])
     steps = list(zip((offsets @ strides).tolist(), offset_distances.tolist(), strict=True))
-    forward = _directed(
-        surf.pred_flat, surf.target_lookup, surf.target_flat, surf.shape, steps, scale
-    )
-    backward = _directed(
-        surf.target_flat, surf.pred_lookup, surf.pred_flat, surf.shape, steps, scale
-    )
     block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
-    result[both] = np.maximum(
-        _reduce(forward, surf.pred_flat // block, both.size, percentile),
-        _reduce(backward, surf.target_flat // block, both.size, percentile),
-    )
+    directed = []
+    for query_flat, other_lookup, other_flat in (
+        (surf.pred_flat, surf.target_lookup, surf.target_flat),
+        (surf.target_flat, surf.pred_lookup, surf.pred_flat),
+    ):
+        groups = query_flat // block
+        distances, pending = _look_up(query_flat, other_lookup, steps)
+        pending = pending[_needed(groups, pending, both.size, percentile)]
+        if pending.size:
+            distances[pending] = _tree_distances(query_flat[pending], other_flat, surf.shape, scale)
+        directed.append(_reduce(distances, groups, both.size, percentile))
+    result[both] = np.maximum(*directed)
     return result
 
 
@@ -182,26 +184,19 @@ def _steps(radii: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return radii, offsets[keep][order], distances[keep][order]
 
 
-def _directed(
-    query_flat: np.ndarray,
-    other_lookup: np.ndarray,
-    other_flat: np.ndarray,
-    shape: tuple[int, ...],
-    steps: list[tuple[int, float]],
-    scale: np.ndarray,
-) -> np.ndarray:
-    """Distance from each surface voxel of one mask to the nearest surface voxel of the other.
+def _look_up(
+    query_flat: np.ndarray, other_lookup: np.ndarray, steps: list[tuple[int, float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distances to the other surface settled by neighbour look-ups, nearest offsets first.
 
     Args:
         query_flat: flat indices of the first surface in the padded batch.
         other_lookup: the second surface as a flat boolean array over the padded batch.
-        other_flat: flat indices of the second surface.
-        shape: shape (N, *S) of the padded batch.
         steps: (flat index step, distance) of the look-up offsets, sorted by distance.
-        scale: voxel spacing of the spatial axes.
 
     Returns:
-        float64 distances, one per entry of ``query_flat``.
+        ``(distances, pending)``: distances with +inf where unsettled, and the indices of
+        those entries, whose distance exceeds every settled one.
     """
     distances = np.full(query_flat.size, np.inf)
     pending = np.arange(query_flat.size)
@@ -210,16 +205,52 @@ def _directed(
         distances[pending[hit]] = distance
         pending = pending[~hit]
         if pending.size == 0:
-            return distances
-    query_flat = query_flat[pending]
+            break
+    return distances, pending
+
+
+def _needed(
+    groups: np.ndarray, pending: np.ndarray, n: int, percentile: float | None
+) -> np.ndarray:
+    """Which unsettled distances the result needs exactly.
+
+    The unsettled distances are the largest of their mask, so a percentile that falls among
+    the settled ones does not need them (HD95 of a good prediction often needs no KD-tree);
+    the maximum needs them all.
+
+    Shape:
+        groups: (P,) mask index of every distance; pending: (Q,); returns (Q,) bool.
+    """
+    if percentile is None or pending.size == 0:
+        return np.ones(pending.size, bool)
+    counts = np.bincount(groups, minlength=n)
+    unsettled = np.bincount(groups[pending], minlength=n)
+    rank = percentile / 100.0 * (counts - 1)
+    highest = np.minimum(np.floor(rank).astype(np.int64) + 1, counts - 1)  # as in _reduce
+    return (highest >= counts - unsettled)[groups[pending]]
+
+
+def _tree_distances(
+    query_flat: np.ndarray, other_flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray
+) -> np.ndarray:
+    """Exact distances from surface voxels to the nearest voxel of the other surface.
+
+    Args:
+        query_flat: flat indices of the query voxels in the padded batch.
+        other_flat: flat indices of the other surface.
+        shape: shape (N, *S) of the padded batch.
+        scale: voxel spacing of the spatial axes.
+
+    Returns:
+        (Q,) float64 distances.
+    """
     # Nearest neighbours stay in their own mask, so the tree needs only the masks queried.
     block = math.prod(shape[1:])
     queried = np.zeros(shape[0], bool)
     queried[query_flat // block] = True
     other_flat = other_flat[queried[other_flat // block]]
     tree = cKDTree(_points(other_flat, shape, scale), **_TREE_OPTIONS)
-    distances[pending] = tree.query(_points(query_flat, shape, scale), k=1)[0]
-    return distances
+    return tree.query(_points(query_flat, shape, scale), k=1)[0]
 
 
 def _points(flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray) -> np.ndarray:
