@@ -48,7 +48,7 @@ class CrossEntropyLoss(PixelwiseLoss):
         self, logits: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         values = F.cross_entropy(logits.float(), target, reduction="none")  # (B, H, W)
-        weights = None if self.weights is None else self.weights[target]  # (B, H, W)
+        weights = None if self.weights is None else self.weights.to(target.device)[target]
         return values, weights
 
     def extra_repr(self) -> str:

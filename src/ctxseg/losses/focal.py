@@ -54,7 +54,9 @@ class FocalLoss(PixelwiseLoss):
         log_probs = F.log_softmax(logits.float(), dim=1)  # (B, C, H, W)
         log_pt = log_probs.gather(1, target.unsqueeze(1)).squeeze(1)  # (B, H, W)
         values = (1.0 - log_pt.exp()).clamp(min=0).pow(self.gamma) * -log_pt
-        factor = self.alpha if self.class_alpha is None else self.class_alpha[target]
+        factor = (
+            self.alpha if self.class_alpha is None else self.class_alpha.to(target.device)[target]
+        )
         return values * factor, None
 
     def extra_repr(self) -> str:
