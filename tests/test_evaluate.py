@@ -8,11 +8,16 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from ctxseg.data.store import PreparedCase, PreparedStore, write_store
 from ctxseg.engine import report
+from ctxseg.engine.checkpoint import save_checkpoint
+from ctxseg.engine.config import config_from_dict
 from ctxseg.engine.evaluate import evaluate_run, score, summary_rows
+from ctxseg.engine.inference import predict_labels
 from ctxseg.metrics import dice_score, hausdorff_distance
+from ctxseg.models import create_model
 
 
 def _disc(size: int, cy: float, cx: float, r: float) -> np.ndarray:
@@ -174,3 +179,46 @@ def test_evaluate_run_bad_arguments(tmp_path):
         evaluate_run(tmp_path, checkpoint="final")
     with pytest.raises(FileNotFoundError, match="checkpoint_best.pt"):
         evaluate_run(tmp_path)
+
+
+def _checkpoint(path, root, num_classes):
+    """A checkpoint of an untrained unet32 as training writes it (weights, config, classes)."""
+    config = config_from_dict(
+        {"experiment": "t", "data": {"root": str(root)}, "loss": {"name": "ce"}}
+    )
+    torch.manual_seed(0)
+    model = create_model("unet32", in_channels=1, num_classes=num_classes)
+    save_checkpoint(path, {"model": model.state_dict(), "config": config.to_dict(),
+                           "num_classes": num_classes, "epoch": 3})  # fmt: skip
+    return model
+
+
+def test_evaluate_run_writes_files_of_the_checkpoints_predictions(tmp_path, capsys):
+    store = make_store(tmp_path)
+    run = tmp_path / "run"
+    model = _checkpoint(run / "checkpoint_last.pt", store.root, store.num_classes)
+    result = evaluate_run(run, split="test", checkpoint="last", device="cpu", batch_size=3)
+    out = run / "eval_test_last"
+    assert result["out_dir"] == str(out) and result["epoch"] == 3
+    rows = store.indices("test")
+    np.testing.assert_array_equal(np.load(out / "rows.npy"), rows)
+    images = torch.from_numpy(np.asarray(store.images[rows]))[:, None]  # (N, 1, H, W)
+    pred = np.load(out / "pred.npy")
+    np.testing.assert_array_equal(pred, predict_labels(model, images, 8, "cpu").numpy())
+    _, _, expected = score(store, rows, pred)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["slice"]["mean"] == report.to_jsonable(expected["slice"]["mean"])
+    assert saved["volume"]["classes"] == report.to_jsonable(expected["volume"]["classes"])
+    with open(out / "per_slice.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == len(rows)
+    with open(out / "per_case.csv", newline="") as fh:
+        assert [r["case"] for r in csv.DictReader(fh)] == store.case_ids("test")
+    table = (out / "summary.md").read_text()
+    assert "| slice (px) | outer |" in table and "| volume (mm) | mean |" in table
+    assert "volume (mm)  inner" in capsys.readouterr().out
+
+    _checkpoint(run / "checkpoint_best.pt", tmp_path / "elsewhere", store.num_classes)
+    with pytest.raises(FileNotFoundError, match="--data-root"):
+        evaluate_run(run, device="cpu", quiet=True)
+    result = evaluate_run(run, device="cpu", quiet=True, data_root=store.root)
+    assert result["data_root"] == str(store.root)

@@ -261,8 +261,13 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 
 def _open_store(ckpt: dict[str, Any], data_root: str | Path | None) -> PreparedStore:
-    root = data_root if data_root is not None else ckpt["config"]["data"]["root"]
-    return PreparedStore.open(Path(root))
+    root = Path(data_root if data_root is not None else ckpt["config"]["data"]["root"])
+    if data_root is None and not root.exists():
+        raise FileNotFoundError(
+            f"the run's prepared store {root} (data.root of its config; a relative path is "
+            "taken against the current directory) does not exist: pass --data-root"
+        )
+    return PreparedStore.open(root)
 
 
 def evaluate_run(
