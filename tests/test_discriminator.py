@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +13,7 @@ from ctxseg.models.discriminator import (
     PlainDiscriminator,
     create_discriminator,
 )
-from ctxseg.models.roi_crop import crop_padded, crop_static, grow_boxes
+from ctxseg.models.roi_crop import crop_padded, crop_static, grow_boxes, size_groups
 
 
 def _boxes(rows: list[list[int]]) -> torch.Tensor:
@@ -82,6 +85,36 @@ def test_grow_boxes_keeps_big_sides_and_shifts_inside():
     assert grown.tolist() == [[10, 2, 40, 22], [0, 80, 20, 100], [0, 0, 20, 20]]
 
 
+def _padded_area(groups: list[list[int]], sizes: list[tuple[int, int]]) -> int:
+    return sum(len(g) * max(sizes[i][0] for i in g) * max(sizes[i][1] for i in g) for g in groups)
+
+
+def test_size_groups_hand_computed_and_against_brute_force():
+    sizes = [(20, 20), (50, 50), (21, 19), (48, 52)]
+    assert size_groups(sizes, 1) == [[2, 0, 3, 1]]  # by area: 399, 400, 2496, 2500
+    assert size_groups(sizes, 2) == [[2, 0], [3, 1]]  # 2 * 21 * 20 + 2 * 50 * 52
+    assert _padded_area(size_groups(sizes, 2), sizes) == 840 + 5200
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(1, 8))
+        sizes = [tuple(int(v) for v in rng.integers(17, 70, 2)) for _ in range(n)]
+        order = sorted(range(n), key=lambda i: (sizes[i][0] * sizes[i][1], i))
+        for k in (1, 2, 3):
+            groups = size_groups(sizes, k)
+            assert sorted(i for g in groups for i in g) == list(range(n))
+            assert 1 <= len(groups) <= k and all(groups)
+            brute = min(
+                _padded_area(
+                    [order[a:b] for a, b in zip((0, *cuts), (*cuts, n), strict=True)], sizes
+                )
+                for m in range(k)
+                for cuts in itertools.combinations(range(1, n), m)
+            )
+            assert _padded_area(groups, sizes) == brute
+    with pytest.raises(ValueError, match="0"):
+        size_groups([(20, 20)], 0)
+
+
 def test_crop_padded_zero_outside_each_box():
     maps = torch.rand(2, 2, 30, 30) + 1
     boxes = _boxes([[3, 4, 13, 24], [10, 0, 28, 7]])
@@ -93,15 +126,21 @@ def test_crop_padded_zero_outside_each_box():
     assert crops[0, :, 10:].abs().sum() == 0 and crops[1, :, :, 7:].abs().sum() == 0
 
 
-def test_dynamic_batched_local_branch_equals_each_crop_alone():
+@pytest.mark.parametrize("max_groups", [1, 2, 3])
+def test_dynamic_batched_local_branch_equals_each_crop_alone(max_groups: int):
     torch.manual_seed(1)
     disc = create_discriminator("context", 3, 64, roi="dynamic", min_roi=20)
-    maps = torch.rand(4, 3, 64, 64)
+    disc.max_groups = max_groups
+    maps = torch.rand(5, 3, 64, 64)
     # Different sizes, one at the image border, one smaller than min_roi (grown to 20).
-    boxes = _boxes([[5, 7, 45, 30], [0, 40, 25, 64], [30, 30, 34, 36], [2, 2, 62, 62]])
-    has_roi = torch.ones(4, dtype=torch.bool)
-    batched = disc.local_features(maps, boxes, has_roi)
+    boxes = _boxes(
+        [[5, 7, 45, 30], [0, 40, 25, 64], [30, 30, 34, 36], [2, 2, 62, 62], [40, 3, 61, 25]]
+    )
     grown = grow_boxes(boxes, 20, 64, 64)
+    sizes = (grown[:, 2:] - grown[:, :2]).tolist()
+    assert len(size_groups(sizes, max_groups)) == max_groups  # really split into groups
+    has_roi = torch.ones(5, dtype=torch.bool)
+    batched = disc.local_features(maps, boxes, has_roi)
     for i, (y0, x0, y1, x1) in enumerate(grown.tolist()):
         alone = disc.local_branch.stack(maps[i : i + 1, :, y0:y1, x0:x1]).mean(dim=(2, 3))
         torch.testing.assert_close(batched[i : i + 1], alone, atol=1e-5, rtol=0)

@@ -24,7 +24,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ctxseg.models.roi_crop import centre_boxes, crop_padded, crop_static, grow_boxes
+from ctxseg.models.roi_crop import (
+    centre_boxes,
+    crop_padded,
+    crop_static,
+    grow_boxes,
+    size_groups,
+)
 
 #: Smallest input side whose pooled stack output is non-empty (40 -> 32 -> 16 -> 12 -> 6 -> 2 -> 1).
 MIN_POOLED_SIZE = 40
@@ -168,6 +174,9 @@ class ContextDiscriminator(nn.Module):
         roi_size: side of the static ROI (50 PROMISE12, 60 ACDC in the paper).
         min_roi: dynamic boxes are grown to at least this side (the authors forced 20; the
             three unpadded convolutions need 17).
+        max_groups: dynamic ROI, the most padded passes of the local branch per batch (boxes
+            grouped by size, see :meth:`_dynamic_features`); 1 pads the whole batch to its
+            largest box. The result does not depend on it, only the speed.
 
     Shape:
         - maps: ``(B, in_channels, H, W)``; boxes: ``(B, 4)`` int64 ``[y0, x0, y1, x1)`` from
@@ -182,8 +191,11 @@ class ContextDiscriminator(nn.Module):
         roi: str = "static",
         roi_size: int | None = None,
         min_roi: int = 20,
+        max_groups: int = 3,
     ) -> None:
         super().__init__()
+        if max_groups < 1:
+            raise ValueError(f"max_groups must be >= 1, got {max_groups}")
         self.image_size = _pair(image_size, "image_size")
         self.roi = roi
         self.global_branch = FCBranch(in_channels, self.image_size)
@@ -206,6 +218,7 @@ class ContextDiscriminator(nn.Module):
         else:
             raise ValueError(f"roi must be 'static' or 'dynamic', got {roi!r}")
         self.min_roi = min_roi
+        self.max_groups = max_groups
         self.fc = nn.Linear(2 * FEATURES, 1)
 
     def local_features(self, maps: Tensor, boxes: Tensor, has_roi: Tensor) -> Tensor:
@@ -222,9 +235,38 @@ class ContextDiscriminator(nn.Module):
         if self.roi == "static":
             features = self.local_branch(crop_static(maps, boxes, self.roi_size))
         else:
-            crops, sizes = crop_padded(maps, grow_boxes(boxes, self.min_roi, height, width))
-            features = self.local_branch(crops, sizes)
+            features = self._dynamic_features(maps, grow_boxes(boxes, self.min_roi, height, width))
         return features * has_roi[:, None].to(features.dtype)
+
+    def _dynamic_features(self, maps: Tensor, boxes: Tensor) -> Tensor:
+        """The GAP branch over boxes of any size, in at most ``max_groups`` padded passes.
+
+        The box sizes are read to the host once (the one host-device synchronisation of the
+        dynamic discriminator: tensor shapes must be known there). With ``max_groups`` 1 the
+        whole batch is padded to its largest box and runs in one pass; with more, boxes of
+        similar area share a pass padded to their own largest box, which saves the unpooled
+        convolutions much of the padding (:func:`size_groups`). Either way each sample is
+        averaged over its own valid outputs only, so the result is the same.
+
+        Shape:
+            - maps: ``(B, C, H, W)``; boxes: ``(B, 4)``, sides at least 17.
+            - Output: ``(B, 64)``.
+        """
+        sizes = (boxes[:, 2:] - boxes[:, :2]).tolist()  # host sync: the crop shapes
+        groups = size_groups(sizes, self.max_groups)
+        if len(groups) == 1:
+            shape = (max(h for h, _ in sizes), max(w for _, w in sizes))
+            return self.local_branch(*crop_padded(maps, boxes, shape))
+        features = []
+        for group in groups:
+            index = torch.tensor(group, device=maps.device)
+            shape = (max(sizes[i][0] for i in group), max(sizes[i][1] for i in group))
+            crops, crop_sizes = crop_padded(maps[index], boxes[index], shape)
+            features.append(self.local_branch(crops, crop_sizes))  # (b_g, 64)
+        order = [i for group in groups for i in group]
+        inverse = torch.empty(len(order), dtype=torch.int64)
+        inverse[order] = torch.arange(len(order))
+        return torch.cat(features)[inverse.to(maps.device)]  # (B, 64) in batch order
 
     def forward(self, maps: Tensor, boxes: Tensor, has_roi: Tensor) -> Tensor:
         if tuple(maps.shape[-2:]) != self.image_size:

@@ -7,6 +7,8 @@ Python loop over the samples. Boxes follow the package vocabulary: ``(B, 4)`` in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -103,18 +105,21 @@ def crop_static(maps: Tensor, boxes: Tensor, size: int) -> Tensor:
     return _gather_window(maps, rows, cols)
 
 
-def crop_padded(maps: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+def crop_padded(
+    maps: Tensor, boxes: Tensor, shape: tuple[int, int] | None = None
+) -> tuple[Tensor, Tensor]:
     """Crop each box into the top-left corner of one zero-padded batch tensor.
 
-    The tensor is as large as the batch's largest box height and width. Reading those two
-    numbers is the one host-device synchronisation of the dynamic local branch (a tensor shape
-    must be known on the host). Padding to the full image instead would avoid it, but would
-    run the unpooled convolutions on whole images (for a 50 px ROI in a 128 px image, about
-    6x the work), which costs far more than the sync.
+    The tensor is as large as the batch's largest box height and width. Unless the caller
+    passes that ``shape``, reading it is a host-device synchronisation (a tensor shape must be
+    known on the host). Padding to the whole image instead would avoid it, but would run the
+    unpooled convolutions on whole images (for ~50 px boxes in a 128 px image, 4x the work:
+    ``benchmarks/bench_gan.py``), which costs far more than the sync.
 
     Args:
         maps: class maps (and optionally the image as one more channel).
         boxes: ``[y0, x0, y1, x1)`` boxes inside the image.
+        shape: ``(h_max, w_max)``, the largest box height and width, when already known.
 
     Returns:
         ``(crops, sizes)``: the crops, zero outside each sample's box, and the box heights and
@@ -126,7 +131,9 @@ def crop_padded(maps: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     """
     height, width = maps.shape[-2:]
     sizes = boxes[:, 2:] - boxes[:, :2]  # (B, 2)
-    h_max, w_max = (int(v) for v in sizes.amax(dim=0).tolist())
+    if shape is None:
+        shape = tuple(int(v) for v in sizes.amax(dim=0).tolist())
+    h_max, w_max = shape
     row_off = torch.arange(h_max, device=boxes.device)
     col_off = torch.arange(w_max, device=boxes.device)
     rows = (boxes[:, 0:1] + row_off).clamp(max=height - 1)  # (B, h_max)
@@ -134,3 +141,53 @@ def crop_padded(maps: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     inside = (row_off < sizes[:, 0:1])[:, :, None] & (col_off < sizes[:, 1:2])[:, None, :]
     crops = _gather_window(maps, rows, cols) * inside[:, None].to(maps.dtype)
     return crops, sizes
+
+
+def size_groups(sizes: Sequence[Sequence[int]], max_groups: int) -> list[list[int]]:
+    """Split a batch of box sizes into at most ``max_groups`` groups of least padded area.
+
+    Padding every crop of a batch to its largest box wastes work on the small ones; padding
+    each group to its own largest box wastes less. The boxes are ordered by area and cut into
+    contiguous runs; a run costs ``len(run) * max_h * max_w`` and the cuts minimise the total
+    (exact dynamic programme over the ordered boxes, O(max_groups * B^2) on the host).
+
+    Args:
+        sizes: ``(h, w)`` per box, on the host.
+        max_groups: the most groups to return (1: the whole batch in one group).
+
+    Returns:
+        Groups of batch indices, each in increasing area; together a permutation of
+        ``range(len(sizes))``.
+    """
+    if max_groups < 1:
+        raise ValueError(f"max_groups must be >= 1, got {max_groups}")
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i][0] * sizes[i][1], i))
+    n = len(order)
+    # cost[i][j]: the run order[i:j] padded to its largest height and width.
+    cost = [[0] * (n + 1) for _ in range(n + 1)]
+    for i in range(n):
+        h = w = 0
+        for j in range(i + 1, n + 1):
+            h, w = max(h, sizes[order[j - 1]][0]), max(w, sizes[order[j - 1]][1])
+            cost[i][j] = (j - i) * h * w
+    # best[j]: least cost of order[:j] in at most k runs (k = 1, 2, ...); cuts[k - 1][j]: where
+    # the last of those runs starts.
+    best = cost[0][:]
+    cuts = [[0] * (n + 1)]
+    for _ in range(1, max_groups):
+        row, cut = cost[0][:], [0] * (n + 1)
+        for j in range(1, n + 1):
+            for i in range(1, j):
+                if best[i] + cost[i][j] < row[j]:
+                    row[j], cut[j] = best[i] + cost[i][j], i
+        best = row
+        cuts.append(cut)
+    groups: list[list[int]] = []
+    stop = n
+    for cut in reversed(cuts):
+        if stop == 0:
+            break
+        start = cut[stop]
+        groups.append(order[start:stop])
+        stop = start
+    return groups[::-1]
