@@ -29,6 +29,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "TrainConfig",
+    "config_differences",
     "config_from_dict",
     "load_config",
 ]
@@ -337,6 +338,14 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
         return _build(Config, raw, "")
     except _Invalid as err:
         raise ValueError(f"{source}: {err}") from None
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Key paths (``"optim.lr"``) whose values differ between two config dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(dict.fromkeys([*a, *b]))
+        return [d for k in keys for d in config_differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> None:

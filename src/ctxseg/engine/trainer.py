@@ -42,7 +42,7 @@ from ctxseg.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ctxseg.engine.config import Config, OptimConfig
+from ctxseg.engine.config import Config, OptimConfig, config_differences
 from ctxseg.engine.distributed import DistContext, resolve_device
 from ctxseg.engine.progress import RunLog
 from ctxseg.engine.sampling import epoch_plan, epoch_seed, shard_batches
@@ -60,13 +60,6 @@ _RUN_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "progre
 
 class NonFiniteError(RuntimeError):
     """A logged training value became NaN or infinite; the last good checkpoint is kept."""
-
-
-def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = list(dict.fromkeys([*a, *b]))
-        return [d for k in keys for d in _flat_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 class Trainer:
@@ -287,7 +280,7 @@ class Trainer:
         state = load_checkpoint(path, map_location="cpu")
         changed = [
             key
-            for key in _flat_diff(state["config"], self.config.to_dict())
+            for key in config_differences(state["config"], self.config.to_dict())
             if key not in _RESUMABLE_CHANGES
         ]
         if changed:
