@@ -6,6 +6,10 @@ false-positive specks), each with and without percentile 95. The candidates run 
 repeat after repeat, so machine load hits both; the median time of each is printed with the
 ratio, and the results are checked to agree within 1e-4.
 
+MONAI's time depends on torch's thread count (ctxseg does not use torch here): on a busy
+machine its default threads can be several times slower than ``--threads 1``, so run both
+settings before quoting a ratio.
+
     python benchmarks/bench_metrics.py [--quick] [--repeats N] [--threads T]
 """
 
@@ -135,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 10")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (MONAI)")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 10)
     if args.threads:
