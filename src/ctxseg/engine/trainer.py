@@ -108,6 +108,8 @@ class Trainer:
         cuda = self.device.type == "cuda"
         self.amp = cuda and train.amp == "auto"
         self.channels_last = cuda and train.channels_last == "auto"
+        if cuda:  # fixed slice size: let cuDNN pick the fastest kernels once
+            torch.backends.cudnn.benchmark = True
         self._check_run_dir(resume, overwrite)
 
         self.store = open_store(config.data.root, self.dist)
