@@ -138,13 +138,15 @@ def test_prostate_imbalance(prostate_cases):
 
 
 def test_prostate_has_distractors_of_similar_intensity(prostate_cases):
+    contrasts = []
     for vol in prostate_cases:
         img, lab = vol.image.astype(np.float64), vol.label.astype(bool)
         # A 7-pixel (about 5 mm) in-plane ring around the gland: rectum wall, muscles, fat, ...
         ring = ndimage.binary_dilation(lab, np.ones((1, 3, 3), bool), iterations=7) & ~lab
-        contrast = (img[lab].mean() - img[ring].mean()) / img[ring].std()
-        assert abs(contrast) < 0.75  # not separable by intensity (real set: +0.13)
-        assert 0.8 < img[lab].mean() / img[ring].mean() < 1.25
+        contrasts.append((img[lab].mean() - img[ring].mean()) / img[ring].std())
+        assert 0.7 < img[lab].mean() / img[ring].mean() < 1.5
+    # Not separable by intensity. The 25 real cases: -0.26 to +1.01, mean |contrast| 0.26.
+    assert np.abs(contrasts).max() < 1.2 and np.abs(contrasts).mean() < 0.7
 
 
 # --- cardiac --------------------------------------------------------------------------------

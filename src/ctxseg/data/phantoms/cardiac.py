@@ -47,7 +47,7 @@ def _ventricles(p: dict, phase: str) -> dict[str, float]:
     t_es = float(np.sqrt(rc_es**2 + (rc + t) ** 2 - rc**2) - rc_es)
     l_es = lc * p["shorten"]
     # The base descends towards the apex (the apex moves less).
-    zb = p["zb"] + 0.6 * (lc - l_es)
+    zb = p["zb"] + 0.3 * (lc - l_es)
     return {"rc": rc_es, "t": t_es, "l": l_es, "w": w * p["rv_es"], "zb": zb}
 
 
@@ -60,8 +60,8 @@ def _draw_patient(rng: np.random.Generator, group: str) -> dict:
     dz = float(rng.choice([10.0, 10.0, 10.0, 8.0, 6.5]))
     dxy = u(1.25, 1.6)
     # Stack: 0-1 slice above the base, down to 0-1 slice beyond the apex.
-    above, below = u(-0.6, 0.45) * dz, u(-0.8, 0.2) * dz
-    extent = above + p["l"] + 0.6 * p["t"] + below
+    above, below = u(-0.7, 0.25) * dz, u(-0.8, 0.2) * dz
+    extent = above + p["l"] + 0.4 * p["t"] + below
     nz = int(np.clip(np.ceil(extent / dz), 5, 20))
     shape = (nz, int(rng.choice([192, 208, 224, 256])), int(rng.choice([176, 192, 208, 224])))
     p["grid"] = Grid(shape, (dz, dxy, dxy))
@@ -125,7 +125,7 @@ def _render(p: dict, phase: str) -> tuple[np.ndarray, np.ndarray]:
     rot = rotation(p["spin"], p["tilt"])
     centre = (hx, hy, v["zb"])
     below_base = (0.0, 1e4)
-    epi_r = (v["rc"] + v["t"], (v["rc"] + v["t"]) * p["ecc"], v["l"] + 0.6 * v["t"])
+    epi_r = (v["rc"] + v["t"], (v["rc"] + v["t"]) * p["ecc"], v["l"] + 0.4 * v["t"])
     endo_r = (v["rc"], v["rc"] * p["ecc"], v["l"])
     # Atria and great vessels above the base: blood as bright as the ventricles, no label.
     atx, aty, atz, atr = p["atria"]

@@ -120,8 +120,8 @@ def make_prostate_case(rng: np.random.Generator) -> mr.PhantomVolume:
     draw(image, lumen, grid, r_c, lumen_r, rot=r_rot, perturb=r_pert)
 
     # The gland on top: bright peripheral zone, darker central gland, dark capsule rim.
-    paint(image, gland, _jitter(rng, 0.56, 0.15))
-    paint(image, central, _jitter(rng, 0.3, 0.15))
+    paint(image, gland, _jitter(rng, 0.56, 0.1))
+    paint(image, central, _jitter(rng, 0.3, 0.1))
     capsule = 4.0 * gland * (1.0 - gland)  # peaks on the gland surface
     image *= 1.0 - np.float32(u(0.25, 0.45)) * capsule
 
