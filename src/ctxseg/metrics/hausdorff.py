@@ -36,6 +36,7 @@ __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 _LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the KD-tree
 # the fastest cKDTree settings in benchmarks/bench_metrics.py (few queries per tree)
 _TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}
+_MATRIX_LOOKUPS = 1 << 15  # look-ups left below which the remaining offsets go in one array
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
 
 
@@ -125,7 +126,7 @@ def _hausdorff_batch(
     surf = surfaces(pred, target, both, radii)
     # C-order strides of the spatial axes turn an offset into a step between flat indices
     strides = np.array([math.prod(surf.shape[axis + 1 :]) for axis in range(1, len(surf.shape))])
-    steps = list(zip((offsets @ strides).tolist(), offset_distances.tolist(), strict=True))
+    flat_steps = offsets @ strides
     block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
     directed = []
     for query_flat, other_lookup, other_flat in (
@@ -133,7 +134,7 @@ def _hausdorff_batch(
         (surf.target_flat, surf.pred_lookup, surf.pred_flat),
     ):
         groups = query_flat // block
-        distances, pending = _look_up(query_flat, other_lookup, steps)
+        distances, pending = _look_up(query_flat, other_lookup, flat_steps, offset_distances)
         pending = pending[_needed(groups, pending, both.size, percentile)]
         if pending.size:
             distances[pending] = _tree_distances(
@@ -188,14 +189,18 @@ def _steps(radii: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _look_up(
-    query_flat: np.ndarray, other_lookup: np.ndarray, steps: list[tuple[int, float]]
+    query_flat: np.ndarray,
+    other_lookup: np.ndarray,
+    flat_steps: np.ndarray,
+    step_distances: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distances to the other surface settled by neighbour look-ups, nearest offsets first.
 
     Args:
         query_flat: flat indices of the first surface in the padded batch.
         other_lookup: the second surface as a flat boolean array over the padded batch.
-        steps: (flat index step, distance) of the look-up offsets, sorted by distance.
+        flat_steps: flat index steps of the look-up offsets, sorted by distance.
+        step_distances: their distances.
 
     Returns:
         ``(distances, pending)``: distances with +inf where unsettled, and the indices of
@@ -203,12 +208,18 @@ def _look_up(
     """
     distances = np.full(query_flat.size, np.inf)
     pending = np.arange(query_flat.size)
-    for step, distance in steps:
+    for k, (step, distance) in enumerate(
+        zip(flat_steps.tolist(), step_distances.tolist(), strict=True)
+    ):
+        if pending.size * (flat_steps.size - k) <= _MATRIX_LOOKUPS:
+            # Few left: all remaining offsets at once, the first hit being the nearest.
+            hits = other_lookup[query_flat[pending][:, None] + flat_steps[k:]]  # (P, K - k)
+            found = hits.any(axis=1)
+            distances[pending[found]] = step_distances[k:][hits[found].argmax(axis=1)]
+            return distances, pending[~found]
         hit = other_lookup[query_flat[pending] + step]
         distances[pending[hit]] = distance
         pending = pending[~hit]
-        if pending.size == 0:
-            break
     return distances, pending
 
 
