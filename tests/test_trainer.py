@@ -154,23 +154,28 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     store_root: Path, tmp_path: Path
 ) -> None:
     class Exploding(Trainer):
+        """In the 2nd epoch (2 steps): a NaN logged loss, then NaN weights after the last step
+        (whose logged values are still finite: the weights must be checked on their own)."""
+
         def train_step(self, image: torch.Tensor, target: torch.Tensor) -> dict:
             parts = super().train_step(image, target)
-            if self.epoch_now == 1:  # the 2nd epoch: weights and loss go bad
+            self.step_now += 1
+            if self.epoch_now == 1 and self.step_now == 1:
+                parts["loss"] = parts["loss"] * float("nan")
+            if self.epoch_now == 1 and self.step_now == 2:
                 with torch.no_grad():
                     next(self.module.parameters()).fill_(float("nan"))
-                parts["loss"] = parts["loss"] * float("nan")
             return parts
 
         def on_epoch_start(self, epoch: int) -> None:
-            self.epoch_now = epoch
+            self.epoch_now, self.step_now = epoch, 0
             super().on_epoch_start(epoch)
 
     run = tmp_path / "run"
     config = load_config(write_config(tmp_path / "c.yaml", store_root))
     trainer = Exploding(config, run, quiet=True)
     with pytest.raises(
-        NonFiniteError, match=r"epoch 2: non-finite training value\(s\) \['loss', 'global', 'roi'\]"
+        NonFiniteError, match=r"epoch 2: non-finite training value\(s\) \['loss', 'model weights'\]"
     ):
         trainer.fit()
     last = load_checkpoint(run / "checkpoint_last.pt")

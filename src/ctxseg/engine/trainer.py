@@ -318,6 +318,13 @@ class Trainer:
                 self.on_epoch_start(epoch)
                 values = self._train_epoch(epoch)
                 bad = [key for key, value in values.items() if not np.isfinite(value)]
+                # A last step can leave NaN weights behind finite logged losses: check them too
+                # (one reduction and one sync per epoch).
+                weights = torch.stack(
+                    [p.detach().isfinite().all() for p in self.module.parameters()]
+                )
+                if not bool(weights.all()):
+                    bad.append("model weights")
                 if bad:
                     raise NonFiniteError(
                         f"epoch {epoch + 1}: non-finite training value(s) {bad} "
