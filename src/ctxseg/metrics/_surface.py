@@ -56,33 +56,33 @@ class Surfaces:
 
 
 def surfaces(
-    pred: np.ndarray, target: np.ndarray, keep: np.ndarray, margin: np.ndarray
+    pred_bits: np.ndarray, target_bits: np.ndarray, keep: np.ndarray, margin: np.ndarray
 ) -> Surfaces:
     """Surfaces of the mask pairs ``keep``, inside the box of all foreground plus ``margin``.
 
     Cropping does not change the surfaces (outside the array is background either way); the
     zero margin lets a flat index step up to ``margin`` voxels along each axis without
-    leaving its own mask, so neighbour look-ups need no bounds checks. The masks are packed
-    to bits first, so cropping and padding move an eighth of the bytes.
+    leaving its own mask, so neighbour look-ups need no bounds checks. The masks come packed
+    to bits, so cropping, padding and eroding move an eighth of the bytes.
 
     Args:
-        pred: predicted masks.
-        target: reference masks.
+        pred_bits: predicted masks, ``np.packbits(pred, axis=-1)``.
+        target_bits: reference masks, packed the same way.
         keep: indices of the pairs to keep (both masks non-empty).
         margin: zero voxels added on each side of each spatial axis (at least 1 used; whole
             bytes along the last axis).
 
     Shape:
-        pred, target: (N, *S) bool; keep: (K,); margin: (len(S),). The padded batch has shape
-        (K, *S') with S' >= box + 2 * margin and S'[-1] a multiple of 8.
+        pred_bits, target_bits: (N, *S[:-1], ceil(S[-1] / 8)) uint8; keep: (K,);
+        margin: (len(S),). The padded batch has shape (K, *S') with S' >= box + 2 * margin and
+        S'[-1] a multiple of 8.
     """
-    packed = [np.packbits(masks, axis=-1) for masks in (pred, target)]  # (N, *S[:-1], bytes)
-    inner = _nonzero_box(np.bitwise_or.reduce(packed[0] | packed[1], axis=0))
+    inner = _nonzero_box(np.bitwise_or.reduce(pred_bits | target_bits, axis=0))
     pads = [max(int(m), 1) for m in margin[:-1]] + [-(-max(int(margin[-1]), 1) // 8)]
     size = tuple(sl.stop - sl.start + 2 * pad for sl, pad in zip(inner, pads, strict=True))
     place = tuple(slice(pad, size_ - pad) for pad, size_ in zip(pads, size, strict=True))
     edges = []
-    for bits in packed:
+    for bits in (pred_bits, target_bits):
         padded = np.zeros((keep.size, *size), np.uint8)
         padded[(slice(None), *place)] = bits[(keep, *inner)]
         edges.append(_packed_edges(padded))

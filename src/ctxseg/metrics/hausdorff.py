@@ -115,15 +115,17 @@ def _hausdorff_batch(
         raise ValueError(f"percentile must be in (0, 100] or None, got {percentile}")
     n = pred.shape[0]
     scale = check_spacing(spacing, pred.ndim - 1)
-    pred_any = pred.reshape(n, -1).any(axis=1)
-    target_any = target.reshape(n, -1).any(axis=1)
+    pred_bits = np.packbits(pred, axis=-1)  # (N, *S[:-1], bytes): 8 voxels a byte
+    target_bits = np.packbits(target, axis=-1)
+    pred_any = pred_bits.reshape(n, -1).any(axis=1)
+    target_any = target_bits.reshape(n, -1).any(axis=1)
     result = np.full(n, np.nan)
     result[pred_any != target_any] = np.inf
     both = np.flatnonzero(pred_any & target_any)
     if both.size == 0:
         return result
     radii, offsets, offset_distances = _lookup_offsets(tuple(scale.tolist()))
-    surf = surfaces(pred, target, both, radii)
+    surf = surfaces(pred_bits, target_bits, both, radii)
     # C-order strides of the spatial axes turn an offset into a step between flat indices
     strides = np.array([math.prod(surf.shape[axis + 1 :]) for axis in range(1, len(surf.shape))])
     flat_steps = offsets @ strides
