@@ -186,31 +186,44 @@ def _config(store_root, adversarial, epochs: int = 1, loss: str = "ce"):
     return config_from_dict(raw)
 
 
-STATIC = {"discriminator": "context", "roi": "static", "roi_size": 40}
+# The Seg-GLGAN run of these tests: static ROI, D with SGD + momentum (state to resume).
+GAN = {
+    "discriminator": "context",
+    "roi": "static",
+    "roi_size": 40,
+    "optim": {"name": "sgd", "lr": 5e-3, "momentum": 0.9},
+}
 
 
-def test_adversarial_epoch_changes_the_generator_and_lambda_zero_is_plain_ce(store_root, tmp_path):
-    ce = create_trainer(_config(store_root, None), tmp_path / "ce", quiet=True)
-    assert type(ce) is Trainer
-    ce.fit()
+@pytest.fixture(scope="module")
+def one_epoch(store_root, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One epoch each of CE, Seg-GLGAN with lambda_adv = 0, and Seg-GLGAN; same seed."""
+    runs = tmp_path_factory.mktemp("runs")
+    ce = create_trainer(_config(store_root, None), runs / "ce", quiet=True)
     zero = create_trainer(
-        _config(store_root, {**STATIC, "lambda_adv": 0.0}), tmp_path / "zero", quiet=True
+        _config(store_root, {**GAN, "lambda_adv": 0.0}), runs / "zero", quiet=True
     )
-    gan = create_trainer(_config(store_root, STATIC), tmp_path / "gan", quiet=True)
-    assert isinstance(gan, AdversarialTrainer)
-    g_init, d_init = _params(gan.module), _params(gan.disc_module)
-    zero.fit()
-    gan.fit()
+    gan = create_trainer(_config(store_root, GAN), runs / "gan", quiet=True)
+    out = {"ce_type": type(ce), "gan_type": type(gan), "gan_dir": runs / "gan"}
+    out["g_init"], out["d_init"] = _params(gan.module), _params(gan.disc_module)
+    for name, trainer in (("ce", ce), ("zero", zero), ("gan", gan)):
+        trainer.fit()
+        out[name] = _params(trainer.module)
+    out["d_gan"] = _params(gan.disc_module)
+    out["header"] = (runs / "gan" / "metrics.csv").read_text().splitlines()[0].split(",")
+    return out
+
+
+def test_adversarial_epoch_changes_the_generator_and_lambda_zero_is_plain_ce(one_epoch):
+    assert one_epoch["ce_type"] is Trainer and one_epoch["gan_type"] is AdversarialTrainer
     # Same seed, same initial generator: the discriminator step leaves the generator exactly
     # as the CE run has it when lambda_adv = 0, and the adversarial term changes it otherwise.
-    assert _same(_params(zero.module), _params(ce.module))
-    assert not _same(_params(gan.module), _params(ce.module))
-    assert not _same(_params(gan.module), g_init)
-    assert not _same(_params(gan.disc_module), d_init)
-    metrics = (tmp_path / "gan" / "metrics.csv").read_text().splitlines()
-    header = metrics[0].split(",")
+    assert _same(one_epoch["zero"], one_epoch["ce"])
+    assert not _same(one_epoch["gan"], one_epoch["ce"])
+    assert not _same(one_epoch["gan"], one_epoch["g_init"])
+    assert not _same(one_epoch["d_gan"], one_epoch["d_init"])
     for key in ("loss", "seg", "adv", "d_loss", "d_real", "d_fake"):
-        assert f"train_{key}" in header
+        assert f"train_{key}" in one_epoch["header"]
 
 
 @pytest.mark.parametrize(
@@ -233,20 +246,13 @@ def test_train_step_logs_consistent_finite_values(store_root, tmp_path, adversar
     assert 0 < float(out["d_real"]) < 1 and 0 < float(out["d_fake"]) < 1
 
 
-def test_resume_carries_the_discriminator_and_its_optimiser(store_root, tmp_path):
-    adversarial = {**STATIC, "optim": {"name": "sgd", "lr": 5e-3, "momentum": 0.9}}
-    whole = AdversarialTrainer(
-        _config(store_root, adversarial, epochs=2), tmp_path / "a", quiet=True
-    )
+def test_resume_carries_the_discriminator_and_its_optimiser(store_root, one_epoch, tmp_path):
+    whole = AdversarialTrainer(_config(store_root, GAN, epochs=2), tmp_path / "a", quiet=True)
     whole.fit()
-    first = AdversarialTrainer(
-        _config(store_root, adversarial, epochs=1), tmp_path / "b", quiet=True
-    )
-    first.fit()
     resumed = AdversarialTrainer(
-        _config(store_root, adversarial, epochs=2), tmp_path / "b", quiet=True, resume=True
+        _config(store_root, GAN, epochs=2), one_epoch["gan_dir"], quiet=True, resume=True
     )
-    assert _same(_params(resumed.disc_module), _params(first.disc_module))
+    assert _same(_params(resumed.disc_module), one_epoch["d_gan"])
     momentum = resumed.d_optimizer.state_dict()["state"]
     assert momentum and all("momentum_buffer" in s for s in momentum.values())
     resumed.fit()
