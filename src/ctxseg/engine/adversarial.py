@@ -199,6 +199,14 @@ class AdversarialTrainer(Trainer):
         return roi_boxes(target, "dynamic", margin=adv.margin, min_size=adv.min_roi)
 
     def train_step(self, image: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Generator forward, one discriminator step, one generator step (SPEC §6).
+
+        No host synchronisation except, for the dynamic ROI, reading the box sizes once per
+        discriminator call (twice a step): the crop shapes must be known on the host.
+
+        Shape:
+            image: ``(B, 1, H, W)`` float32; target: ``(B, H, W)`` int64; on ``self.device``.
+        """
         adv = self.config.adversarial
         self.disc.train()
         boxes, has_roi = self._boxes(target)
