@@ -312,3 +312,27 @@ def test_authors_settings_variant(dataset: str):
     assert (config.optim.name, config.optim.lr, config.optim.step_every) == ("adam", 1e-3, 40)
     assert config.model.name == "unet64bn"
     assert config.optim.lr_at(39) == 1e-3 and config.optim.lr_at(40) == pytest.approx(1e-4)
+
+
+def test_non_finite_discriminator_weights_stop_the_run(store_root, tmp_path):
+    """NaN D weights after the epoch's last step, behind finite logged values, are caught."""
+    from ctxseg.engine.checkpoint import load_checkpoint
+    from ctxseg.engine.trainer import NonFiniteError
+
+    class Breaking(AdversarialTrainer):
+        def train_step(self, image, target):
+            out = super().train_step(image, target)
+            if self.breaks:
+                with torch.no_grad():
+                    next(self.disc_module.parameters()).fill_(float("nan"))
+            return out
+
+        def on_epoch_start(self, epoch):
+            self.breaks = epoch == 1
+            super().on_epoch_start(epoch)
+
+    run = tmp_path / "run"
+    trainer = Breaking(_config(store_root, GAN, epochs=2), run, quiet=True)
+    with pytest.raises(NonFiniteError, match=r"epoch 2: .*'model weights'"):
+        trainer.fit()
+    assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 1

@@ -197,6 +197,15 @@ class Trainer:
         self.optimizer.step()
         return {key: value.detach() for key, value in parts.items()}
 
+    def _trained_params(self) -> list[torch.Tensor]:
+        """Every parameter some optimiser updates (the model's and any from setup_extra)."""
+        return [
+            param
+            for optimizer, _ in self._schedules
+            for group in optimizer.param_groups
+            for param in group["params"]
+        ]
+
     # ------------------------------------------------------------------ set-up
 
     def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
@@ -318,11 +327,9 @@ class Trainer:
                 self.on_epoch_start(epoch)
                 values = self._train_epoch(epoch)
                 bad = [key for key, value in values.items() if not np.isfinite(value)]
-                # A last step can leave NaN weights behind finite logged losses: check them too
-                # (one reduction and one sync per epoch).
-                weights = torch.stack(
-                    [p.detach().isfinite().all() for p in self.module.parameters()]
-                )
+                # A last step can leave NaN weights behind finite logged losses: check every
+                # optimised parameter, a discriminator's included (one sync per epoch).
+                weights = torch.stack([p.detach().isfinite().all() for p in self._trained_params()])
                 if not bool(weights.all()):
                     bad.append("model weights")
                 if bad:
