@@ -156,3 +156,22 @@ def test_bad_files(tmp_path: Path) -> None:
         load_config(path, ["loss.name"])
     with pytest.raises(ValueError, match="train.epochs is not a mapping"):
         load_config(path, ["train.epochs=3", "train.epochs.x=1"])
+
+
+def test_shipped_experiment_by_name_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    by_name = load_config("promise12/unet_context_static")
+    by_file = load_config(REPO / "configs/promise12/unet_context_static.yaml")
+    assert by_name.to_dict() == by_file.to_dict()
+    assert load_config("acdc/unet_ce.yaml").loss.name == "ce"
+    with pytest.raises(FileNotFoundError, match=r"promise12/unet_cee.*datasets \['acdc'"):
+        load_config("promise12/unet_cee")
+
+
+def test_repository_configs_folder_is_the_shipped_one() -> None:
+    from ctxseg.engine.config import BUILTIN_CONFIGS
+
+    assert (REPO / "configs").resolve() == BUILTIN_CONFIGS.resolve()
+    assert len(CONFIGS) == len(list(BUILTIN_CONFIGS.glob("*/*.yaml"))) >= 40

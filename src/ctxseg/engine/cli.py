@@ -21,13 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a network from an experiment config",
         description=(
-            "Train from an experiment YAML (configs/<dataset>/<experiment>.yaml). The run folder "
+            "Train from an experiment YAML (configs/<dataset>/<experiment>.yaml, or the shipped "
+            "<dataset>/<experiment> by name). The run folder "
             "(default runs/<dataset>/<experiment>) receives config.yaml, metrics.csv, "
             "checkpoint_last.pt, checkpoint_best.pt and progress.png. Several processes: "
             "torchrun --nproc_per_node N -m ctxseg train CONFIG."
         ),
     )
-    parser.add_argument("config", type=Path, help="experiment YAML file")
+    parser.add_argument(
+        "config", help="experiment YAML file, or a shipped one by name, e.g. promise12/unet_ce"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -48,13 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     parser.set_defaults(func=run_train)
     for name in _VERB_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue  # that verb's module is not part of this installation yet
-        module.register_cli(subparsers)
+        importlib.import_module(name).register_cli(subparsers)
 
 
 def run_train(args: argparse.Namespace) -> int:

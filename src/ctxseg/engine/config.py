@@ -32,7 +32,11 @@ __all__ = [
     "config_differences",
     "config_from_dict",
     "load_config",
+    "resolve_config_path",
 ]
+
+# The experiment configs shipped with the package (configs/<dataset>/<experiment>.yaml).
+BUILTIN_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 class _Invalid(ValueError):
@@ -369,11 +373,34 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
+def resolve_config_path(path: str | Path) -> Path:
+    """A YAML file, or a shipped experiment named ``<dataset>/<experiment>``.
+
+    The shipped configs live in the package (``ctxseg/configs``, linked from the repository's
+    ``configs/``), so ``ctxseg train promise12/unet_ce`` works from any directory.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped experiment; the message lists the
+            shipped data sets.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = BUILTIN_CONFIGS / (path if path.suffix == ".yaml" else path.with_suffix(".yaml"))
+    if not path.is_absolute() and shipped.is_file():
+        return shipped
+    datasets = sorted(p.name for p in BUILTIN_CONFIGS.iterdir() if p.is_dir())
+    raise FileNotFoundError(
+        f"config file not found: {path} (nor a shipped experiment <dataset>/<experiment>, "
+        f"datasets {datasets})"
+    )
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read an experiment YAML file, apply ``key=value`` overrides and validate it.
 
     Args:
-        path: the YAML file.
+        path: the YAML file, or a shipped experiment ``<dataset>/<experiment>``.
         overrides: ``"loss.lambda_roi=0.5"`` style strings; values parsed with ``yaml.safe_load``.
 
     Returns:
@@ -384,9 +411,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         ValueError: unreadable YAML, a bad override, or an invalid value; the message names the
             file and the key path.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    path = resolve_config_path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

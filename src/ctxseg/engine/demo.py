@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ctxseg.engine import report
+from ctxseg.engine.config import BUILTIN_CONFIGS
 from ctxseg.engine.evaluate import evaluate_run, resolve_device
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ METHODS = (
     ("unet_context_static", "context CE, static ROI"),
     ("unet_context_dynamic", "context CE, dynamic ROI"),
 )
-CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "phantom-prostate"
+CONFIGS = BUILTIN_CONFIGS / "phantom-prostate"
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,8 @@ def run_demo(
         device: ``"cpu"`` (default, what the timings refer to), ``"cuda"`` or ``"auto"``.
         seed: seed of the phantoms, the split and every training run.
         settings: explicit sizes (overrides ``quick``).
-        configs_dir: folder of the ``unet_*.yaml`` experiment configs (default the repository's
-            ``configs/phantom-prostate``).
+        configs_dir: folder of the ``unet_*.yaml`` experiment configs (default the shipped
+            ``ctxseg/configs/phantom-prostate``).
         quiet: no progress bars or per-epoch log lines.
 
     Returns:
