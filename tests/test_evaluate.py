@@ -222,3 +222,11 @@ def test_evaluate_run_writes_files_of_the_checkpoints_predictions(tmp_path, caps
         evaluate_run(run, device="cpu", quiet=True)
     result = evaluate_run(run, device="cpu", quiet=True, data_root=store.root)
     assert result["data_root"] == str(store.root)
+
+
+def test_evaluate_run_empty_split_names_the_split_sizes(tmp_path):
+    store = make_store(tmp_path)  # val is empty, as ACDC's shipped lists leave test
+    run = tmp_path / "run"
+    _checkpoint(run / "checkpoint_best.pt", store.root, store.num_classes)
+    with pytest.raises(ValueError, match=r"'val' .* no slices \(cases per split: train 1, val 0"):
+        evaluate_run(run, split="val", device="cpu", quiet=True)

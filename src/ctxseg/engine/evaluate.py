@@ -324,7 +324,13 @@ def evaluate_run(
         )
     rows = store.indices(split)
     if rows.size == 0:
-        raise ValueError(f"split {split!r} of {store.root} has no slices")
+        sizes = ", ".join(
+            f"{name} {len(store.case_ids(name))}" for name in ("train", "val", "test")
+        )
+        raise ValueError(
+            f"split {split!r} of {store.root} has no slices (cases per split: {sizes}); a data "
+            "set whose shipped lists define no test part is evaluated with --split val"
+        )
 
     start = time.perf_counter()
     images = torch.from_numpy(np.asarray(store.images[rows]))[:, None]  # (N, 1, H, W)
