@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _common import cpu_model, interleaved, make_batch, report
 from ctxseg.data.store import PreparedCase, write_store
 from ctxseg.engine.adversarial import discriminator_inputs
 from ctxseg.engine.config import config_from_dict
@@ -46,35 +45,6 @@ CANDIDATES: dict[str, dict | None] = {
     "seg-glgan static 50": {"discriminator": "context", "roi": "static", "roi_size": 50},
     "seg-glgan dynamic": {"discriminator": "context", "roi": "dynamic", "min_roi": 20},
 }
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def make_batch(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prostate-like slices: an ellipse of random size (radii 8-28 px) and place.
-
-    Shape:
-        returns image ``(batch, 1, SIZE, SIZE)`` float32 and target ``(batch, SIZE, SIZE)``.
-    """
-    rows = torch.arange(SIZE, dtype=torch.float32)[:, None]
-    cols = torch.arange(SIZE, dtype=torch.float32)[None, :]
-    target = torch.zeros(batch, SIZE, SIZE, dtype=torch.long)
-    for b in range(batch):
-        cy, cx = (SIZE / 2 + 20 * (torch.rand(2, generator=gen) - 0.5)).tolist()
-        ry, rx = (8 + 20 * torch.rand(2, generator=gen)).tolist()
-        target[b] = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 < 1).long()
-    image = 0.3 + 0.4 * target.float() + 0.1 * torch.randn(batch, SIZE, SIZE, generator=gen)
-    return image.clamp(0, 1).unsqueeze(1), target
 
 
 def make_store(root: Path, image: torch.Tensor, target: torch.Tensor) -> Path:
@@ -144,35 +114,6 @@ def local_branch_fns(target: torch.Tensor) -> dict[str, Callable[[], None]]:
     }
 
 
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(fns: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
-    """Run every candidate once per round, ``rounds`` rounds, after one warm-up call each."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name].append(timed(fn))
-    return times
-
-
-def report(title: str, times: dict[str, list[float]], reference: str) -> None:
-    print(f"\n{title}")
-    base = statistics.median(times[reference])
-    for name, values in times.items():
-        med = statistics.median(values)
-        spread = f"{1000 * min(values):.0f}-{1000 * max(values):.0f}"
-        print(
-            f"  {name:<22} median {1000 * med:9.1f} ms  (min-max {spread} ms, n={len(values)})"
-            f"  ratio to {reference} {med / base:.2f}"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two rounds only (a smoke run)")
@@ -187,7 +128,7 @@ def main() -> None:
         f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
     )
-    image, target = make_batch(BATCH, torch.Generator().manual_seed(0))
+    image, target = make_batch(BATCH, torch.Generator().manual_seed(0), size=SIZE)
     boxes, _ = roi_boxes(target, "dynamic", min_size=20)
     sides = (boxes[:, 2:] - boxes[:, :2]).float()
     print(

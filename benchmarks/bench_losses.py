@@ -19,11 +19,11 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
+from _common import cpu_model, interleaved, make_batch, report
 from ctxseg.losses import build_loss
 from ctxseg.models import create_model
 
@@ -35,37 +35,6 @@ CANDIDATES: dict[str, dict] = {
     "context static 50": {"name": "context", "roi": "static", "roi_size": 50},
     "context dynamic": {"name": "context", "roi": "dynamic"},
 }
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def make_batch(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prostate-like slices: an ellipse of random size and place; one slice in eight empty.
-
-    Shape:
-        returns image ``(batch, 1, SIZE, SIZE)`` float32 and target ``(batch, SIZE, SIZE)``.
-    """
-    rows = torch.arange(SIZE, dtype=torch.float32)[:, None]
-    cols = torch.arange(SIZE, dtype=torch.float32)[None, :]
-    target = torch.zeros(batch, SIZE, SIZE, dtype=torch.long)
-    for b in range(batch):
-        if b % 8 == 7:
-            continue
-        cy, cx = (SIZE / 2 + 20 * (torch.rand(2, generator=gen) - 0.5)).tolist()
-        ry, rx = (8 + 20 * torch.rand(2, generator=gen)).tolist()
-        target[b] = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 < 1).long()
-    image = 0.3 + 0.4 * target.float() + 0.1 * torch.randn(batch, SIZE, SIZE, generator=gen)
-    return image.clamp(0, 1).unsqueeze(1), target
 
 
 def train_step_fn(
@@ -98,38 +67,6 @@ def loss_only_fn(loss_kwargs: dict, target: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(fns: dict[str, Callable[[], None]], rounds: int, per_round: int) -> dict:
-    """Run every candidate ``per_round`` times per round, ``rounds`` rounds, after a warm-up."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name].extend(timed(fn) for _ in range(per_round))
-    return times
-
-
-def report(title: str, times: dict[str, list[float]], reference: str) -> None:
-    print(f"\n{title}")
-    base = statistics.median(times[reference])
-    for name, values in times.items():
-        med = statistics.median(values)
-        spread = f"{1000 * min(values):.1f}-{1000 * max(values):.1f}"
-        # Ratios of runs made side by side (same round, same position) drift less than the
-        # ratio of medians when the machine load changes during the run.
-        paired = statistics.median(v / r for v, r in zip(values, times[reference], strict=True))
-        print(
-            f"  {name:<20} median {1000 * med:10.2f} ms  (min-max {spread} ms, n={len(values)})"
-            f"  ratio to {reference}: of medians {med / base:.3f}, paired {paired:.3f}"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two rounds only (a smoke run)")
@@ -146,7 +83,7 @@ def main() -> None:
         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
     )
     gen = torch.Generator().manual_seed(0)
-    image, target = make_batch(BATCH, gen)
+    image, target = make_batch(BATCH, gen, size=SIZE, empty_every=8)
     print(
         f"batch {BATCH} x 1 x {SIZE} x {SIZE}, {int((target.flatten(1) > 0).any(1).sum())}"
         f" slices with foreground; {rounds} interleaved rounds"

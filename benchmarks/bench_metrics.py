@@ -26,6 +26,7 @@ import numpy as np
 import scipy
 import torch
 
+from _common import cpu_model
 from ctxseg.metrics import hausdorff_distance, hausdorff_distance_batch
 
 
@@ -78,18 +79,6 @@ def slice_batch(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
             continue
         pred[i], target[i] = prostate_pair(rng, (128, 128), specks=int(rng.random() < 0.2))
     return pred, target
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo where there is one."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def monai_hd(pred: np.ndarray, target: np.ndarray, spacing, percentile) -> np.ndarray:
@@ -147,7 +136,7 @@ def main() -> None:
     import monai
 
     print(
-        f"machine: {cpu_name()}, {os.cpu_count()} CPUs, "
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs, "
         f"torch threads {torch.get_num_threads()}; python {platform.python_version()}, "
         f"numpy {np.__version__}, scipy {scipy.__version__}, torch {torch.__version__}, "
         f"monai {monai.__version__}; {repeats} interleaved repeats, median"
