@@ -1,4 +1,4 @@
-"""The engine's verbs: ``train`` here; ``evaluate``, ``predict``, ``demo`` from their modules."""
+"""The engine's verbs: ``train`` here; ``evaluate``, ``predict``, ``demo``, ``table`` elsewhere."""
 
 from __future__ import annotations
 
@@ -12,11 +12,16 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 # Modules that add one verb each through ``register_cli(subparsers)``.
-_VERB_MODULES = ("ctxseg.engine.evaluate", "ctxseg.engine.predict", "ctxseg.engine.demo")
+_VERB_MODULES = (
+    "ctxseg.engine.evaluate",
+    "ctxseg.engine.predict",
+    "ctxseg.engine.demo",
+    "ctxseg.engine.table",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``evaluate``, ``predict`` and ``demo`` to the ``ctxseg`` command."""
+    """Add ``train``, ``evaluate``, ``predict``, ``demo`` and ``table`` to ``ctxseg``."""
     parser = subparsers.add_parser(
         "train",
         help="train a network from an experiment config",

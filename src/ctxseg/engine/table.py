@@ -1,0 +1,169 @@
+"""``ctxseg table``: the paper's Table 1 from evaluated runs, beside the paper's own figures.
+
+Each run folder must have been scored by ``ctxseg evaluate`` (its
+``eval_<split>_<checkpoint>/summary.json``). A row shows the slice protocol that the paper
+reports (SPEC §8: Dice and HD in pixels per 2-D slice with the structure, mean over slices; for
+ACDC the mean over RV, Myo and LV), the number of missed slices (HD = inf, left out of the HD
+mean), the volume protocol's Dice and HD95 in mm, and the paper's Dice and HD for the same
+data set and experiment where the paper has them (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ctxseg.engine import report
+from ctxseg.engine.config import config_from_dict
+
+__all__ = ["PAPER_TABLE1", "collect_rows", "format_table", "register_cli"]
+
+# Murugesan et al., ISBI 2020, Table 1 (and the supplement's context-CE generator row):
+# data set -> experiment config name -> (Dice, HD).
+PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
+    "promise12": {
+        "unet_ce": (0.7964, 9.11),
+        "unet_wce": (0.8374, 7.82),
+        "unet_dice": (0.8166, 8.25),
+        "unet_focal": (0.8269, 8.00),
+        "unet_context_static": (0.861, 6.91),
+        "unet_context_dynamic": (0.861, 7.30),
+        "gan": (0.7877, 8.76),
+        "seg_glgan_static": (0.8019, 8.40),
+        "seg_glgan_dynamic": (0.86, 7.01),
+        "seg_glgan_static_context": (0.8158, 7.93),
+    },
+    "acdc": {
+        "unet_ce": (0.822, 5.69),
+        "unet_wce": (0.8385, 5.31),
+        "unet_focal": (0.8245, 5.48),
+        "unet_context_static": (0.85, 4.55),
+        "unet_context_dynamic": (0.8402, 5.30),
+        "gan": (0.833, 4.70),
+        "seg_glgan_static": (0.835, 4.69),
+        "seg_glgan_dynamic": (0.856, 4.38),
+    },
+}
+# The paper's row order; other experiments follow in the order given.
+ROW_ORDER = tuple(PAPER_TABLE1["promise12"])
+
+HEADERS = (
+    "data set",
+    "experiment",
+    "slice Dice",
+    "slice HD (px)",
+    "missed",
+    "volume Dice",
+    "volume HD95 (mm)",
+    "paper Dice",
+    "paper HD",
+)
+
+
+def _number(value: Any) -> float:
+    """A summary value as a float (``summary.json`` spells NaN and infinity as strings)."""
+    return float(value) if value is not None else math.nan
+
+
+def _run_row(run_dir: Path, split: str, checkpoint: str) -> dict[str, Any]:
+    """One table row from a run folder's config and evaluation summary."""
+    summary_path = run_dir / f"eval_{split}_{checkpoint}" / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(
+            f"{summary_path} not found: run `ctxseg evaluate {run_dir} --split {split} "
+            f"--checkpoint {checkpoint}` first"
+        )
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: {run_dir} is not a ctxseg run folder")
+    config = config_from_dict(yaml.safe_load(config_path.read_text()), str(config_path))
+    try:
+        summary = json.loads(summary_path.read_text())
+        slice_classes = summary["slice"]["classes"].values()
+        volume_classes = summary["volume"]["classes"].values()
+        row = {
+            "dataset": config.dataset_name(),
+            "experiment": config.experiment,
+            "slice_dice": _number(summary["slice"]["mean"]["dice"]),
+            "slice_hd": _number(summary["slice"]["mean"]["hd"]),
+            "missed": sum(int(c["hd"]["n_inf"]) for c in slice_classes),
+            "volume_dice": _mean(_number(c["dice"]["mean"]) for c in volume_classes),
+            "volume_hd95": _mean(_number(c["hd95"]["mean"]) for c in volume_classes),
+        }
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{summary_path}: not an evaluation summary ({err!r})") from None
+    paper = PAPER_TABLE1.get(row["dataset"], {}).get(row["experiment"])
+    row["paper_dice"], row["paper_hd"] = paper if paper else (None, None)
+    return row
+
+
+def _mean(values: Any) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else math.nan
+
+
+def collect_rows(
+    run_dirs: list[str | Path], split: str = "test", checkpoint: str = "best"
+) -> list[dict[str, Any]]:
+    """Table rows of evaluated runs, sorted by data set and then in the paper's row order.
+
+    Args:
+        run_dirs: run folders of ``ctxseg train``, each scored by ``ctxseg evaluate``.
+        split: the evaluated split.
+        checkpoint: ``"best"`` or ``"last"``.
+
+    Returns:
+        One dict per run: ``dataset``, ``experiment``, ``slice_dice``, ``slice_hd``, ``missed``,
+        ``volume_dice``, ``volume_hd95``, ``paper_dice``, ``paper_hd`` (None where the paper
+        has no such row).
+
+    Raises:
+        FileNotFoundError: a run folder without its config or evaluation summary.
+        ValueError: no run folders, or an unreadable summary.
+    """
+    if not run_dirs:
+        raise ValueError("no run folders given")
+    rows = [_run_row(Path(run), split, checkpoint) for run in run_dirs]
+
+    def order(row: dict[str, Any]) -> tuple[str, int]:
+        rank = ROW_ORDER.index(row["experiment"]) if row["experiment"] in ROW_ORDER else 99
+        return row["dataset"], rank
+
+    return sorted(rows, key=order)
+
+
+def format_table(rows: list[dict[str, Any]], markdown: bool = True) -> str:
+    """The rows as a Markdown (or plain terminal) table with the columns of ``HEADERS``."""
+    keys = ("dataset", "experiment", "slice_dice", "slice_hd", "missed", "volume_dice")
+    cells = [[row[k] for k in keys] + [row["volume_hd95"], row["paper_dice"], row["paper_hd"]]
+             for row in rows]  # fmt: skip
+    render = report.markdown_table if markdown else report.plain_table
+    return render(HEADERS, cells)
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ctxseg table RUN_DIR... [--split] [--checkpoint] [--out FILE]``."""
+    parser = subparsers.add_parser(
+        "table",
+        help="the paper's Table 1 from evaluated runs, beside the paper's figures",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="evaluated run folders")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--out", type=Path, help="also write the Markdown table to this file")
+    parser.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    rows = collect_rows(args.run_dirs, args.split, args.checkpoint)
+    print(format_table(rows, markdown=False))
+    if args.out:
+        report.write_text(args.out, format_table(rows) + "\n")
+        print(f"written to {args.out}")
+    return 0
