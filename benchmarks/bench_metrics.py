@@ -10,7 +10,7 @@ MONAI's time depends on torch's thread count (ctxseg does not use torch here): o
 machine its default threads can be several times slower than ``--threads 1``, so run both
 settings before quoting a ratio.
 
-    python benchmarks/bench_metrics.py [--quick] [--repeats N] [--threads T]
+    python benchmarks/bench_metrics.py [--quick] [--repeats N] [--threads T] [--only 2d|3d]
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 10")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (MONAI)")
+    parser.add_argument("--only", choices=("2d", "3d"), default=None, help="run one case only")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 10)
     if args.threads:
@@ -152,26 +153,30 @@ def main() -> None:
     )
     for percentile in (None, 95):
         tag = "HD" if percentile is None else "HD95"
-        bench(
-            f"{tag} 2-D batch 256x128x128",
-            {
-                "ctxseg": lambda p=percentile: hausdorff_distance_batch(
-                    pred2d, target2d, percentile=p
-                ),
-                "monai": lambda p=percentile: monai_hd(pred2d, target2d, None, p),
-            },
-            repeats,
-        )
-        bench(
-            f"{tag} 3-D 48x128x128 anisotropic",
-            {
-                "ctxseg": lambda p=percentile: np.array(
-                    [hausdorff_distance(pred3d, target3d, spacing=spacing3d, percentile=p)]
-                ),
-                "monai": lambda p=percentile: monai_hd(pred3d[None], target3d[None], spacing3d, p),
-            },
-            repeats,
-        )
+        if args.only != "3d":
+            bench(
+                f"{tag} 2-D batch 256x128x128",
+                {
+                    "ctxseg": lambda p=percentile: hausdorff_distance_batch(
+                        pred2d, target2d, percentile=p
+                    ),
+                    "monai": lambda p=percentile: monai_hd(pred2d, target2d, None, p),
+                },
+                repeats,
+            )
+        if args.only != "2d":
+            bench(
+                f"{tag} 3-D 48x128x128 anisotropic",
+                {
+                    "ctxseg": lambda p=percentile: np.array(
+                        [hausdorff_distance(pred3d, target3d, spacing=spacing3d, percentile=p)]
+                    ),
+                    "monai": lambda p=percentile: monai_hd(
+                        pred3d[None], target3d[None], spacing3d, p
+                    ),
+                },
+                repeats,
+            )
 
 
 if __name__ == "__main__":

@@ -101,11 +101,15 @@ def _nonzero_box(array: np.ndarray) -> tuple[slice, ...]:
     Shape:
         array: (*S); returns len(S) slices.
     """
+    nonzero = array != 0  # bool reductions are much faster than on uint8
     box = []
     for axis in range(array.ndim):
-        other = tuple(a for a in range(array.ndim) if a != axis)
-        hit = np.flatnonzero(array.any(axis=other))
+        # Reduce along long contiguous rows only (a short last axis is slow to reduce): the
+        # first axis gives its extent, then is projected away.
+        rows = nonzero.reshape(array.shape[axis], -1)
+        hit = np.flatnonzero(rows.any(axis=1))
         box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+        nonzero = rows.any(axis=0).reshape(array.shape[axis + 1 :])
     return tuple(box)
 
 
@@ -117,15 +121,18 @@ def _packed_edges(packed: np.ndarray) -> np.ndarray:
     Shape:
         packed: (N, *S[:-1], ceil(S[-1] / 8)) uint8; returns the same shape.
     """
-    interior = packed.copy()
-    # Along the packed axis a neighbour is the next bit, carried across the bytes of a row;
-    # the bit shifted in at either end of a row is 0 (background).
-    before = packed >> 1
-    before[..., 1:] |= packed[..., :-1] << 7
-    interior &= before
-    after = packed << 1
-    after[..., :-1] |= packed[..., 1:] >> 7
-    interior &= after
+    # Along the packed axis a neighbour is the next bit, carried across the bytes of a row.
+    # The carries run over the flat array (fast, contiguous); the bits carried across the
+    # end of a row are then cleared (background outside the array).
+    flat = packed.reshape(-1)
+    before = flat >> 1
+    before[1:] |= flat[:-1] << 7
+    after = flat << 1
+    after[:-1] |= flat[1:] >> 7
+    rows = packed.shape[-1]
+    before[::rows] &= 0x7F  # first bit of a row: its neighbour before is outside
+    after[rows - 1 :: rows] &= 0xFE  # last bit of a row: its neighbour after is outside
+    interior = (flat & before & after).reshape(packed.shape)
     for axis in range(1, packed.ndim - 1):
         head = [slice(None)] * packed.ndim
         tail = [slice(None)] * packed.ndim

@@ -331,9 +331,12 @@ def _reduce(
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     if percentile is None:
         return np.maximum.reduceat(distances, starts)
-    ordered = distances[np.lexsort((distances, groups))]
     rank = percentile / 100.0 * (counts - 1)
     low = np.floor(rank).astype(np.int64)
     high = np.minimum(low + 1, counts - 1)
+    if n == 1:  # one volume: partial sorting around the two ranks is enough
+        ordered = np.partition(distances, np.unique([low[0], high[0]]))
+    else:
+        ordered = distances[np.lexsort((distances, groups))]
     below, above = ordered[starts + low], ordered[starts + high]
     return below + (rank - low) * (above - below)
