@@ -36,8 +36,10 @@ __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 _LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the KD-tree
 # the fastest cKDTree settings in benchmarks/bench_metrics.py (few queries per tree)
 _TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}
-_MATRIX_LOOKUPS = 1 << 15  # look-ups left below which the remaining offsets go in one array
+_CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
+_ONE_BY_ONE = 8  # unsettled voxels the plain HD measures one by one before a KD-tree
+_BOUND_EVERY = 8  # the plain HD bounds unsettled distances through every 8th other voxel
 
 
 def hausdorff_distance(
@@ -130,21 +132,74 @@ def _hausdorff_batch(
     strides = np.array([math.prod(surf.shape[axis + 1 :]) for axis in range(1, len(surf.shape))])
     flat_steps = offsets @ strides
     block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
-    directed = []
+    directions = []
     for query_flat, other_lookup, other_flat in (
         (surf.pred_flat, surf.target_lookup, surf.target_flat),
         (surf.target_flat, surf.pred_lookup, surf.pred_flat),
     ):
-        groups = query_flat // block
         distances, pending = _look_up(query_flat, other_lookup, flat_steps, offset_distances)
+        directions.append((query_flat, other_flat, distances, pending))
+    if percentile is None:
+        result[both] = _maximum(directions, surf.shape, scale)
+        return result
+    directed = []
+    for query_flat, other_flat, distances, pending in directions:
+        groups = query_flat // block
         pending = pending[_needed(groups, pending, both.size, percentile)]
         if pending.size:
-            distances[pending] = _tree_distances(
-                query_flat[pending], other_flat, surf.shape, scale, only_max=percentile is None
-            )
+            distances[pending] = _tree_distances(query_flat[pending], other_flat, surf.shape, scale)
         directed.append(_reduce(distances, groups, both.size, percentile))
     result[both] = np.maximum(*directed)
     return result
+
+
+def _maximum(
+    directions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    shape: tuple[int, ...],
+    scale: np.ndarray,
+) -> np.ndarray:
+    """The plain HD of each pair from both directions' look-ups, querying the KD-tree little.
+
+    Only the largest distance counts, so an unsettled voxel needs its exact distance only if
+    it can exceed the largest exact one known for its pair. Its distance to a sample of the
+    other surface (every ``_BOUND_EVERY``-th voxel: a small, quick tree) bounds it from
+    above; the direction with the larger bounds goes first, and what it finds usually spares
+    the other direction its full tree (a false-positive speck far away, say, outweighs every
+    voxel of the reference).
+
+    Args:
+        directions: per direction ``(query_flat, other_flat, distances, pending)`` as from
+            :func:`_look_up`; ``distances`` is filled in place.
+        shape: shape (N, *S) of the padded batch.
+        scale: voxel spacing of the spatial axes.
+
+    Shape:
+        returns (N,).
+    """
+    block = math.prod(shape[1:])
+    found = np.zeros(shape[0])  # the largest exact distance known for each pair
+    upper = []
+    for query_flat, other_flat, distances, pending in directions:
+        settled = np.where(np.isfinite(distances), distances, 0.0)
+        np.maximum.at(found, query_flat // block, settled)
+        bound = np.empty(0)
+        if pending.size:
+            sample = cKDTree(_points(other_flat[::_BOUND_EVERY], shape, scale), **_TREE_OPTIONS)
+            bound = sample.query(_points(query_flat[pending], shape, scale), k=1)[0]
+        upper.append(bound)
+    for i in sorted(range(2), key=lambda i: -np.max(upper[i], initial=-np.inf)):
+        query_flat, other_flat, distances, pending = directions[i]
+        groups = query_flat // block
+        distances[pending] = 0.0  # cannot exceed ``found``, unless needed below
+        needed = _largest_first(
+            query_flat, other_flat, pending, upper[i], found, distances, shape, scale
+        )
+        if needed.size:
+            distances[needed] = _tree_distances(
+                query_flat[needed], other_flat, shape, scale, only_max=True
+            )
+            np.maximum.at(found, groups[needed], distances[needed])
+    return found
 
 
 @functools.lru_cache(maxsize=64)
@@ -210,18 +265,19 @@ def _look_up(
     """
     distances = np.full(query_flat.size, np.inf)
     pending = np.arange(query_flat.size)
-    for k, (step, distance) in enumerate(
-        zip(flat_steps.tolist(), step_distances.tolist(), strict=True)
-    ):
-        if pending.size * (flat_steps.size - k) <= _MATRIX_LOOKUPS:
-            # Few left: all remaining offsets at once, the first hit being the nearest.
-            hits = other_lookup[query_flat[pending][:, None] + flat_steps[k:]]  # (P, K - k)
-            found = hits.any(axis=1)
-            distances[pending[found]] = step_distances[k:][hits[found].argmax(axis=1)]
-            return distances, pending[~found]
-        hit = other_lookup[query_flat[pending] + step]
-        distances[pending[hit]] = distance
-        pending = pending[~hit]
+    start = 0
+    while start < flat_steps.size and pending.size:
+        # Offsets in chunks of about _CHUNK_LOOKUPS look-ups (all the rest once that many
+        # cover them), the first hit in a chunk being the nearest: few Python rounds.
+        stop = flat_steps.size
+        if pending.size * (stop - start) > _CHUNK_LOOKUPS:
+            stop = start + max(1, _CHUNK_LOOKUPS // pending.size)
+        # offsets first: reductions along the long (voxel) axis are the fast ones
+        hits = other_lookup[flat_steps[start:stop, None] + query_flat[pending]]  # (K', P)
+        found = hits.any(axis=0)
+        distances[pending[found]] = step_distances[start + hits[:, found].argmax(axis=0)]
+        pending = pending[~found]
+        start = stop
     return distances, pending
 
 
@@ -244,6 +300,54 @@ def _needed(
     rank = percentile / 100.0 * (counts - 1)
     highest = np.minimum(np.floor(rank).astype(np.int64) + 1, counts - 1)  # as in _reduce
     return (highest >= counts - unsettled)[groups[pending]]
+
+
+def _largest_first(
+    query_flat: np.ndarray,
+    other_flat: np.ndarray,
+    pending: np.ndarray,
+    upper: np.ndarray,
+    found: np.ndarray,
+    distances: np.ndarray,
+    shape: tuple[int, ...],
+    scale: np.ndarray,
+) -> np.ndarray:
+    """Measure the unsettled voxels with the largest upper bounds one by one, exactly.
+
+    Each measured voxel (its distance to every voxel of its pair's other surface, cheaper
+    than a KD-tree for a few voxels) raises ``found`` and drops the voxels whose bounds no
+    longer exceed it; after ``_ONE_BY_ONE`` voxels the rest is left to the KD-tree.
+
+    Args:
+        query_flat, other_flat: flat indices of the query and the other surface.
+        pending: indices into ``query_flat`` of the unsettled voxels.
+        upper: (len(pending),) upper bounds of their distances.
+        found: (N,) largest exact distance known per pair; raised in place.
+        distances: distances of ``query_flat``; the measured ones are written in place.
+        shape: shape (N, *S) of the padded batch.
+        scale: voxel spacing of the spatial axes.
+
+    Returns:
+        The indices into ``query_flat`` still needed (bound above ``found``), unmeasured.
+    """
+    block = math.prod(shape[1:])
+    groups = query_flat[pending] // block
+    alive = upper > found[groups]
+    group, others = -1, None
+    for _ in range(_ONE_BY_ONE):
+        if not alive.any():
+            break
+        j = int(np.argmax(np.where(alive, upper, -np.inf)))
+        if groups[j] != group:  # the other surface of this voxel's pair
+            group = int(groups[j])
+            lo, hi = np.searchsorted(other_flat, [group * block, (group + 1) * block])
+            others = _points(other_flat[lo:hi], shape, scale)
+        point = _points(query_flat[pending[j : j + 1]], shape, scale)
+        distances[pending[j]] = np.sqrt(np.min(np.sum((others - point) ** 2, axis=1)))
+        found[group] = max(found[group], distances[pending[j]])
+        alive &= upper > found[groups]
+        alive[j] = False
+    return pending[alive]
 
 
 def _tree_distances(
