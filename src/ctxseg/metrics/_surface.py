@@ -124,10 +124,11 @@ def _packed_edges(packed: np.ndarray) -> np.ndarray:
     # Along the packed axis a neighbour is the next bit, carried across the bytes of a row.
     # The carries run over the flat array (fast, contiguous); the bits carried across the
     # end of a row are then cleared (background outside the array).
+    # (NumPy's uint8 left shift is not vectorised; a wrapping multiply is, same result.)
     flat = packed.reshape(-1)
     before = flat >> 1
-    before[1:] |= flat[:-1] << 7
-    after = flat << 1
+    before[1:] |= flat[:-1] * np.uint8(128)  # flat << 7
+    after = flat * np.uint8(2)  # flat << 1
     after[:-1] |= flat[1:] >> 7
     rows = packed.shape[-1]
     before[::rows] &= 0x7F  # first bit of a row: its neighbour before is outside

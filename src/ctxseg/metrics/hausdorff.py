@@ -37,9 +37,10 @@ _LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the
 # the fastest cKDTree settings in benchmarks/bench_metrics.py (few queries per tree)
 _TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
+_ROW_BY_ROW = 8  # look-up chunks of up to 32 offsets find each voxel's first hit row by row
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
 _ONE_BY_ONE = 8  # unsettled voxels the plain HD measures one by one before a KD-tree
-_BOUND_EVERY = 8  # the plain HD bounds unsettled distances through every 8th other voxel
+_BOUND_EVERY = 32  # the plain HD bounds unsettled distances through every 8th other voxel
 
 
 def hausdorff_distance(
@@ -180,8 +181,8 @@ def _maximum(
     found = np.zeros(shape[0])  # the largest exact distance known for each pair
     upper = []
     for query_flat, other_flat, distances, pending in directions:
-        settled = np.where(np.isfinite(distances), distances, 0.0)
-        np.maximum.at(found, query_flat // block, settled)
+        settled = np.where(distances < np.inf, distances, 0.0)
+        found = np.maximum(found, _reduce(settled, query_flat // block, shape[0], None))
         bound = np.empty(0)
         if pending.size:
             sample = cKDTree(_points(other_flat[::_BOUND_EVERY], shape, scale), **_TREE_OPTIONS)
@@ -274,11 +275,31 @@ def _look_up(
             stop = start + max(1, _CHUNK_LOOKUPS // pending.size)
         # offsets first: reductions along the long (voxel) axis are the fast ones
         hits = other_lookup[flat_steps[start:stop, None] + query_flat[pending]]  # (K', P)
-        found = hits.any(axis=0)
-        distances[pending[found]] = step_distances[start + hits[:, found].argmax(axis=0)]
+        nearest = _first_hits(hits, step_distances[start:stop])
+        found = nearest < np.inf
+        distances[pending[found]] = nearest[found]
         pending = pending[~found]
         start = stop
     return distances, pending
+
+
+def _first_hits(hits: np.ndarray, step_distances: np.ndarray) -> np.ndarray:
+    """The distance of each voxel's first hit (+inf where none), offsets sorted by distance.
+
+    A few offsets go row by row, the nearest written last (``argmax`` along the offsets is
+    slow); many at once with ``argmax`` over the voxels that have a hit.
+
+    Shape:
+        hits: (K, P) bool, offsets by voxels; step_distances: (K,); returns (P,).
+    """
+    nearest = np.full(hits.shape[1], np.inf)
+    if hits.shape[0] <= _ROW_BY_ROW:
+        for k in range(hits.shape[0] - 1, -1, -1):
+            nearest[hits[k]] = step_distances[k]
+        return nearest
+    found = hits.any(axis=0)
+    nearest[found] = step_distances[hits[:, found].argmax(axis=0)]
+    return nearest
 
 
 def _needed(
@@ -316,7 +337,8 @@ def _largest_first(
 
     Each measured voxel (its distance to every voxel of its pair's other surface, cheaper
     than a KD-tree for a few voxels) raises ``found`` and drops the voxels whose bounds no
-    longer exceed it; after ``_ONE_BY_ONE`` voxels the rest is left to the KD-tree.
+    longer exceed it; after ``_ONE_BY_ONE`` voxels the rest is left to the KD-tree. A batch
+    of several pairs goes to the tree at once (one voxel prunes only its own pair).
 
     Args:
         query_flat, other_flat: flat indices of the query and the other surface.
@@ -334,7 +356,7 @@ def _largest_first(
     groups = query_flat[pending] // block
     alive = upper > found[groups]
     group, others = -1, None
-    for _ in range(_ONE_BY_ONE):
+    for _ in range(_ONE_BY_ONE if shape[0] == 1 else 0):
         if not alive.any():
             break
         j = int(np.argmax(np.where(alive, upper, -np.inf)))
@@ -343,7 +365,8 @@ def _largest_first(
             lo, hi = np.searchsorted(other_flat, [group * block, (group + 1) * block])
             others = _points(other_flat[lo:hi], shape, scale)
         point = _points(query_flat[pending[j : j + 1]], shape, scale)
-        distances[pending[j]] = np.sqrt(np.min(np.sum((others - point) ** 2, axis=1)))
+        difference = others - point  # (M, D)
+        distances[pending[j]] = np.sqrt(np.min(np.einsum("md,md->m", difference, difference)))
         found[group] = max(found[group], distances[pending[j]])
         alive &= upper > found[groups]
         alive[j] = False
