@@ -37,7 +37,6 @@ _LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the
 # the fastest cKDTree settings in benchmarks/bench_metrics.py (few queries per tree)
 _TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
-_ROW_BY_ROW = 8  # look-up chunks of up to 32 offsets find each voxel's first hit row by row
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
 _ONE_BY_ONE = 8  # unsettled voxels the plain HD measures one by one before a KD-tree
 _BOUND_EVERY = 32  # the plain HD bounds unsettled distances through every 8th other voxel
@@ -286,19 +285,19 @@ def _look_up(
 def _first_hits(hits: np.ndarray, step_distances: np.ndarray) -> np.ndarray:
     """The distance of each voxel's first hit (+inf where none), offsets sorted by distance.
 
-    A few offsets go row by row, the nearest written last (``argmax`` along the offsets is
-    slow); many at once with ``argmax`` over the voxels that have a hit.
+    Row k of hits is weighted K - k and the largest weight of a column names its first hit:
+    a uint8 multiply and a maximum over the rows, both vectorised (``argmax`` along the
+    offsets is not).
 
     Shape:
-        hits: (K, P) bool, offsets by voxels; step_distances: (K,); returns (P,).
+        hits: (K, P) bool, offsets by voxels (K <= 255); step_distances: (K,); returns (P,).
     """
+    rows = hits.shape[0]
+    weights = np.arange(rows, 0, -1, dtype=np.uint8)[:, None]  # (K, 1)
+    code = (hits.view(np.uint8) * weights).max(axis=0)  # (P,): K - first hit, 0 for none
     nearest = np.full(hits.shape[1], np.inf)
-    if hits.shape[0] <= _ROW_BY_ROW:
-        for k in range(hits.shape[0] - 1, -1, -1):
-            nearest[hits[k]] = step_distances[k]
-        return nearest
-    found = hits.any(axis=0)
-    nearest[found] = step_distances[hits[:, found].argmax(axis=0)]
+    found = code > 0
+    nearest[found] = step_distances[rows - code[found]]
     return nearest
 
 
