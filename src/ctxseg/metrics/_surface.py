@@ -12,7 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Surfaces", "mask_edges", "surfaces"]
+__all__ = ["Surfaces", "mask_edges", "pack_rows", "surfaces"]
+
+
+def pack_rows(mask: np.ndarray) -> np.ndarray:
+    """``np.packbits(mask, axis=-1)``: 8 voxels a byte along the last axis, rows zero-padded.
+
+    When the rows are whole bytes the flat array is packed at once (about twice as fast).
+
+    Shape:
+        mask: (*S) bool; returns (*S[:-1], ceil(S[-1] / 8)) uint8.
+    """
+    if mask.shape[-1] % 8 or not mask.flags.c_contiguous:
+        return np.packbits(mask, axis=-1)
+    return np.packbits(mask.reshape(-1)).reshape(*mask.shape[:-1], mask.shape[-1] // 8)
 
 
 def mask_edges(mask: np.ndarray, batched: bool = False) -> np.ndarray:
@@ -31,7 +44,7 @@ def mask_edges(mask: np.ndarray, batched: bool = False) -> np.ndarray:
     """
     mask = np.asarray(mask, dtype=bool)
     batch = mask if batched else mask[None]
-    packed = _packed_edges(np.packbits(batch, axis=-1))
+    packed = _packed_edges(pack_rows(batch))
     edges = np.unpackbits(packed, axis=-1, count=batch.shape[-1]).view(bool)
     return edges if batched else edges[0]
 

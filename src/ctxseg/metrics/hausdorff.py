@@ -29,7 +29,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ctxseg.metrics._arrays import ArrayLike, check_pair, check_spacing, to_mask
-from ctxseg.metrics._surface import mask_edges, surfaces
+from ctxseg.metrics._surface import mask_edges, pack_rows, surfaces
 
 __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
@@ -117,8 +117,8 @@ def _hausdorff_batch(
         raise ValueError(f"percentile must be in (0, 100] or None, got {percentile}")
     n = pred.shape[0]
     scale = check_spacing(spacing, pred.ndim - 1)
-    pred_bits = np.packbits(pred, axis=-1)  # (N, *S[:-1], bytes): 8 voxels a byte
-    target_bits = np.packbits(target, axis=-1)
+    pred_bits = pack_rows(pred)  # (N, *S[:-1], bytes): 8 voxels a byte
+    target_bits = pack_rows(target)
     pred_any = pred_bits.reshape(n, -1).any(axis=1)
     target_any = target_bits.reshape(n, -1).any(axis=1)
     result = np.full(n, np.nan)
