@@ -39,7 +39,7 @@ _TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
 _ONE_BY_ONE = 8  # unsettled voxels the plain HD measures one by one before a KD-tree
-_BOUND_EVERY = 32  # the plain HD bounds unsettled distances through every 8th other voxel
+_BOUND_EVERY = 16  # the plain HD bounds unsettled distances through every 8th other voxel
 
 
 def hausdorff_distance(
@@ -436,12 +436,17 @@ def _points(flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray) -> np.n
     Shape:
         flat: (P,) indices into an array of ``shape`` (N, *S); returns (P, len(S) [+ 1]).
     """
-    index = np.unravel_index(flat, shape)
-    spatial = [index[axis] * scale[axis - 1] for axis in range(1, len(shape))]
-    if shape[0] == 1:
-        return np.stack(spatial, axis=1)
-    gap = 2.0 * float(np.sqrt(np.sum((np.asarray(shape[1:]) * scale) ** 2))) + 1.0
-    return np.stack([index[0] * gap, *spatial], axis=1)
+    batched = shape[0] > 1
+    points = np.empty((flat.size, len(shape) - 1 + batched))
+    rest = flat
+    for axis in range(len(shape) - 1, 0, -1):  # division by a scalar: much faster than unravel
+        above = rest // shape[axis]
+        points[:, axis - 1 + batched] = (rest - above * shape[axis]) * scale[axis - 1]
+        rest = above
+    if batched:
+        gap = 2.0 * float(np.sqrt(np.sum((np.asarray(shape[1:]) * scale) ** 2))) + 1.0
+        points[:, 0] = rest * gap
+    return points
 
 
 def _reduce(
@@ -453,6 +458,8 @@ def _reduce(
         distances, groups: (P,) with ``groups`` sorted; returns (n,). Every group in
         ``range(n)`` must have at least one value.
     """
+    if n == 1 and percentile is None:
+        return np.max(distances, keepdims=True)
     counts = np.bincount(groups, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     if percentile is None:
