@@ -39,7 +39,8 @@ _TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
 _ONE_BY_ONE = 8  # unsettled voxels the plain HD measures one by one before a KD-tree
-_BOUND_EVERY = 16  # the plain HD bounds unsettled distances through every 8th other voxel
+_BOUND_EVERY = 16  # the plain HD bounds unsettled distances through every 16th other voxel
+_CELL_VOXELS = 8  # the plain HD's coarse cells: about 8 voxels of the finest spacing wide
 
 
 def hausdorff_distance(
@@ -132,10 +133,13 @@ def _hausdorff_batch(
     strides = np.array([math.prod(surf.shape[axis + 1 :]) for axis in range(1, len(surf.shape))])
     flat_steps = offsets @ strides
     block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
+    queries = (surf.pred_flat, surf.target_flat)
+    if percentile is None and both.size == 1:
+        queries = _candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
     directions = []
     for query_flat, other_lookup, other_flat in (
-        (surf.pred_flat, surf.target_lookup, surf.target_flat),
-        (surf.target_flat, surf.pred_lookup, surf.pred_flat),
+        (queries[0], surf.target_lookup, surf.target_flat),
+        (queries[1], surf.pred_lookup, surf.pred_flat),
     ):
         distances, pending = _look_up(query_flat, other_lookup, flat_steps, offset_distances)
         directions.append((query_flat, other_flat, distances, pending))
@@ -151,6 +155,47 @@ def _hausdorff_batch(
         directed.append(_reduce(distances, groups, both.size, percentile))
     result[both] = np.maximum(*directed)
     return result
+
+
+def _candidates(
+    pred_flat: np.ndarray, target_flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels of a single pair's surfaces that can be the farthest (plain HD).
+
+    Coarse cells (about ``_CELL_VOXELS`` of the finest spacing wide) bound every voxel's
+    distance: with ``D`` the distance from its cell's centre to the nearest centre of a cell
+    holding the other surface and ``w`` the cell diagonal, it lies in ``[D - w, D + w]``. The
+    HD is at least the largest lower bound, so a voxel whose upper bound is below it cannot
+    be the farthest: a far false-positive speck leaves little else to look up.
+
+    Shape:
+        pred_flat, target_flat: sorted flat indices in the padded (1, *S) batch; returns
+        subsets of both.
+    """
+    cells = np.maximum(1, np.round(_CELL_VOXELS * scale.min() / scale)).astype(np.int64)
+    diagonal = float(np.sqrt(np.sum(((cells - 1) * scale) ** 2)))
+    grid = (1, *(-(-np.asarray(shape[1:]) // cells)).tolist())
+    cell_of, centres = [], []
+    for flat in (pred_flat, target_flat):
+        spatial = _points(flat, shape, np.ones(cells.size)).astype(np.int64) // cells  # (P, D)
+        cell_of.append(np.ravel_multi_index(tuple(spatial.T), grid[1:]))
+        occupied = np.zeros(math.prod(grid), bool)
+        occupied[cell_of[-1]] = True
+        centres.append(np.flatnonzero(occupied))
+    points = [_points(c, grid, cells * scale) for c in centres]  # corners: same shift for all
+    near = [
+        cKDTree(points[1], **_TREE_OPTIONS).query(points[0], k=1)[0],
+        cKDTree(points[0], **_TREE_OPTIONS).query(points[1], k=1)[0],
+    ]
+    lower = max(float(near[0].max()), float(near[1].max())) - diagonal
+    kept = []
+    for flat, cell, centre, distance in zip(
+        (pred_flat, target_flat), cell_of, centres, near, strict=True
+    ):
+        possible = np.zeros(math.prod(grid), bool)
+        possible[centre[distance + diagonal >= lower]] = True
+        kept.append(flat[possible[cell]])
+    return kept[0], kept[1]
 
 
 def _maximum(
@@ -180,8 +225,9 @@ def _maximum(
     found = np.zeros(shape[0])  # the largest exact distance known for each pair
     upper = []
     for query_flat, other_flat, distances, pending in directions:
-        settled = np.where(distances < np.inf, distances, 0.0)
-        found = np.maximum(found, _reduce(settled, query_flat // block, shape[0], None))
+        if distances.size:  # (a direction can have no candidates left)
+            settled = np.where(distances < np.inf, distances, 0.0)
+            found = np.maximum(found, _reduce(settled, query_flat // block, shape[0], None))
         bound = np.empty(0)
         if pending.size:
             sample = cKDTree(_points(other_flat[::_BOUND_EVERY], shape, scale), **_TREE_OPTIONS)
