@@ -40,7 +40,8 @@ _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
 _ONE_BY_ONE = 8  # unsettled voxels the plain HD measures one by one before a KD-tree
 _BOUND_EVERY = 16  # the plain HD bounds unsettled distances through every 16th other voxel
-_CELL_VOXELS = 8  # the plain HD's coarse cells: about 8 voxels of the finest spacing wide
+_CELL_VOXELS = 12  # the plain HD's coarse cells: about 12 voxels of the finest spacing wide
+_CELL_PAIRS = 1 << 18  # cell pairs up to which their distances are computed all at once
 
 
 def hausdorff_distance(
@@ -173,20 +174,18 @@ def _candidates(
         subsets of both.
     """
     cells = np.maximum(1, np.round(_CELL_VOXELS * scale.min() / scale)).astype(np.int64)
-    diagonal = float(np.sqrt(np.sum(((cells - 1) * scale) ** 2)))
     grid = (1, *(-(-np.asarray(shape[1:]) // cells)).tolist())
-    cell_of, centres = [], []
-    for flat in (pred_flat, target_flat):
-        spatial = _points(flat, shape, np.ones(cells.size)).astype(np.int64) // cells  # (P, D)
-        cell_of.append(np.ravel_multi_index(tuple(spatial.T), grid[1:]))
+    cell_of = [_cell_index(flat, shape, cells) for flat in (pred_flat, target_flat)]
+    centres = []
+    for cell in cell_of:
         occupied = np.zeros(math.prod(grid), bool)
-        occupied[cell_of[-1]] = True
+        occupied[cell] = True
         centres.append(np.flatnonzero(occupied))
     points = [_points(c, grid, cells * scale) for c in centres]  # corners: same shift for all
-    near = [
-        cKDTree(points[1], **_TREE_OPTIONS).query(points[0], k=1)[0],
-        cKDTree(points[0], **_TREE_OPTIONS).query(points[1], k=1)[0],
-    ]
+    near = _cell_distances(points[0], points[1])
+    # the cell diagonal, plus a margin for the rounding in _cell_distances
+    extent = float(np.sqrt(np.sum((np.asarray(shape[1:]) * scale) ** 2)))
+    diagonal = float(np.sqrt(np.sum(((cells - 1) * scale) ** 2))) + 1e-6 * (1.0 + extent)
     lower = max(float(near[0].max()), float(near[1].max())) - diagonal
     kept = []
     for flat, cell, centre, distance in zip(
@@ -196,6 +195,45 @@ def _candidates(
         possible[centre[distance + diagonal >= lower]] = True
         kept.append(flat[possible[cell]])
     return kept[0], kept[1]
+
+
+def _cell_index(flat: np.ndarray, shape: tuple[int, ...], cells: np.ndarray) -> np.ndarray:
+    """Flat index of each voxel's cell in the grid of ``cells``-voxel cells (one pair).
+
+    Shape:
+        flat: (P,) indices into (1, *S); cells: (len(S),); returns (P,).
+    """
+    index = np.zeros_like(flat)
+    rest, size = flat, 1
+    for axis in range(len(shape) - 1, 0, -1):
+        above = rest // shape[axis]
+        index += (rest - above * shape[axis]) // cells[axis - 1] * size
+        size *= -(-shape[axis] // int(cells[axis - 1]))
+        rest = above
+    return index
+
+
+def _cell_distances(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each point of one set to the nearest of the other, both ways.
+
+    Accurate to about 1e-8 of the coordinates' size: few cells go all pairs at once by a
+    matrix product (rounding errors far below the margin :func:`_candidates` adds), many to
+    KD-trees.
+
+    Shape:
+        first: (P, D), second: (M, D); returns (P,) and (M,).
+    """
+    if first.shape[0] * second.shape[0] > _CELL_PAIRS:
+        return (
+            cKDTree(second, **_TREE_OPTIONS).query(first, k=1)[0],
+            cKDTree(first, **_TREE_OPTIONS).query(second, k=1)[0],
+        )
+    squared = np.einsum("md,md->m", second, second) - 2.0 * (first @ second.T)  # (P, M)
+    squared += np.einsum("pd,pd->p", first, first)[:, None]
+    return (
+        np.sqrt(np.maximum(squared.min(axis=1), 0.0)),
+        np.sqrt(np.maximum(squared.min(axis=0), 0.0)),
+    )
 
 
 def _maximum(
