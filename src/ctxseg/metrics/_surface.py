@@ -169,5 +169,6 @@ def _bit_indices(packed: np.ndarray) -> np.ndarray:
     """
     flat = packed.ravel()
     nonzero = np.flatnonzero(flat != 0)  # the few bytes holding surface voxels
-    bits = np.flatnonzero(np.unpackbits(flat[nonzero]))  # bit b of the j-th: 8 * j + b
+    # bit b of the j-th byte is 8 * j + b; (0/1 bytes viewed as bool: a much faster search)
+    bits = np.flatnonzero(np.unpackbits(flat[nonzero]).view(bool))
     return nonzero[bits >> 3] * 8 + (bits & 7)

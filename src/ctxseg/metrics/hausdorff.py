@@ -399,8 +399,8 @@ def _needed(
     """
     if percentile is None or pending.size == 0:
         return np.ones(pending.size, bool)
-    counts = np.bincount(groups, minlength=n)
-    unsettled = np.bincount(groups[pending], minlength=n)
+    counts = _counts(groups, n)
+    unsettled = _counts(groups[pending], n)
     rank = percentile / 100.0 * (counts - 1)
     highest = np.minimum(np.floor(rank).astype(np.int64) + 1, counts - 1)  # as in _reduce
     return (highest >= counts - unsettled)[groups[pending]]
@@ -533,6 +533,15 @@ def _points(flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray) -> np.n
     return points
 
 
+def _counts(groups: np.ndarray, n: int) -> np.ndarray:
+    """How many entries each of the n groups has (``bincount``, skipped for one group).
+
+    Shape:
+        groups: (P,) in ``range(n)``; returns (n,).
+    """
+    return np.array([groups.size]) if n == 1 else np.bincount(groups, minlength=n)
+
+
 def _reduce(
     distances: np.ndarray, groups: np.ndarray, n: int, percentile: float | None
 ) -> np.ndarray:
@@ -544,7 +553,7 @@ def _reduce(
     """
     if n == 1 and percentile is None:
         return np.max(distances, keepdims=True)
-    counts = np.bincount(groups, minlength=n)
+    counts = _counts(groups, n)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     if percentile is None:
         return np.maximum.reduceat(distances, starts)
