@@ -94,10 +94,11 @@ def surfaces(
     pads = [max(int(m), 1) for m in margin[:-1]] + [-(-max(int(margin[-1]), 1) // 8)]
     size = tuple(sl.stop - sl.start + 2 * pad for sl, pad in zip(inner, pads, strict=True))
     place = tuple(slice(pad, size_ - pad) for pad, size_ in zip(pads, size, strict=True))
+    pairs = slice(None) if keep.size == pred_bits.shape[0] else keep  # a slice copies less
     edges = []
     for bits in (pred_bits, target_bits):
         padded = np.zeros((keep.size, *size), np.uint8)
-        padded[(slice(None), *place)] = bits[(keep, *inner)]
+        padded[(slice(None), *place)] = bits[(pairs, *inner)]
         edges.append(_packed_edges(padded))
     return Surfaces(
         shape=(keep.size, *size[:-1], 8 * size[-1]),
