@@ -8,6 +8,8 @@ medians.
 
 from __future__ import annotations
 
+import argparse
+import os
 import platform
 import statistics
 import time
@@ -15,7 +17,15 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["cpu_model", "interleaved", "make_batch", "report", "timed"]
+__all__ = [
+    "cpu_model",
+    "interleaved",
+    "machine_line",
+    "make_batch",
+    "parse_step_args",
+    "report",
+    "timed",
+]
 
 
 def cpu_model() -> str:
@@ -28,6 +38,32 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def parse_step_args(description: str, rounds: int) -> argparse.Namespace:
+    """``--quick``, ``--rounds`` and ``--threads`` of the training-step benchmarks.
+
+    Applies ``--threads`` to torch and sets ``args.rounds`` to 2 under ``--quick``.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="two rounds only (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds of steps")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.rounds = 2
+    return args
+
+
+def machine_line() -> str:
+    """CPU, threads, versions and the load average: the first line of every report."""
+    return (
+        f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
+    )
 
 
 def make_batch(

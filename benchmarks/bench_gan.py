@@ -16,9 +16,7 @@ both need one host sync for the sizes), and every crop padded to the whole image
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from _common import cpu_model, interleaved, make_batch, report
+from _common import interleaved, machine_line, make_batch, parse_step_args, report
 from ctxseg.data.store import PreparedCase, write_store
 from ctxseg.engine.adversarial import discriminator_inputs
 from ctxseg.engine.config import config_from_dict
@@ -115,19 +113,9 @@ def local_branch_fns(target: torch.Tensor) -> dict[str, Callable[[], None]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two rounds only (a smoke run)")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds of steps")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rounds = 2 if args.quick else args.rounds
-    print(
-        f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
-    )
+    args = parse_step_args(__doc__.splitlines()[0], rounds=7)
+    rounds = args.rounds
+    print(machine_line())
     image, target = make_batch(BATCH, torch.Generator().manual_seed(0), size=SIZE)
     boxes, _ = roi_boxes(target, "dynamic", min_size=20)
     sides = (boxes[:, 2:] - boxes[:, :2]).float()

@@ -15,15 +15,13 @@ against batch 1, the batch size the authors' per-sample cropping forced on them.
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import statistics
 from collections.abc import Callable
 
 import torch
 
-from _common import cpu_model, interleaved, make_batch, report
+from _common import interleaved, machine_line, make_batch, parse_step_args, report
 from ctxseg.losses import build_loss
 from ctxseg.models import create_model
 
@@ -68,20 +66,9 @@ def loss_only_fn(loss_kwargs: dict, target: torch.Tensor) -> Callable[[], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two rounds only (a smoke run)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of steps")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rounds = 2 if args.quick else args.rounds
-
-    print(
-        f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
-    )
+    args = parse_step_args(__doc__.splitlines()[0], rounds=5)
+    rounds = args.rounds
+    print(machine_line())
     gen = torch.Generator().manual_seed(0)
     image, target = make_batch(BATCH, gen, size=SIZE, empty_every=8)
     print(
