@@ -32,7 +32,8 @@ import numpy as np
 
 from ctxseg.engine import report
 from ctxseg.engine.config import BUILTIN_CONFIGS
-from ctxseg.engine.evaluate import evaluate_run, resolve_device
+from ctxseg.engine.distributed import resolve_device
+from ctxseg.engine.evaluate import evaluate_run
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ import torch
 
 from ctxseg.data.store import PreparedStore
 from ctxseg.engine import report
+from ctxseg.engine.distributed import resolve_device
 from ctxseg.metrics import (
     dice_score,
     dice_score_batch,
@@ -45,13 +46,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("test", "val")
 CHECKPOINTS = ("best", "last")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` / ``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def slice_metrics(

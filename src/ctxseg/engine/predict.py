@@ -31,7 +31,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from ctxseg.engine.evaluate import resolve_device
+from ctxseg.engine.distributed import resolve_device
 
 log = logging.getLogger(__name__)
 
