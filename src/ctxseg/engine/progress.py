@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ctxseg.engine.report import write_text
+
 __all__ = ["RunLog", "read_metrics"]
 
 log = logging.getLogger(__name__)
@@ -93,9 +95,7 @@ class RunLog:
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(buffer.getvalue())
-        os.replace(tmp, self.path)
+        write_text(self.path, buffer.getvalue())
 
     def plot(self) -> None:
         """Draw ``progress.png``: the training loss parts and the validation Dice per epoch."""
