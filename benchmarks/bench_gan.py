@@ -29,7 +29,7 @@ from _common import interleaved, machine_line, make_batch, parse_step_args, repo
 from ctxseg.data.store import PreparedCase, write_store
 from ctxseg.engine.adversarial import discriminator_inputs
 from ctxseg.engine.config import config_from_dict
-from ctxseg.engine.trainer import create_trainer
+from ctxseg.engine.factory import create_trainer
 from ctxseg.models import create_discriminator
 from ctxseg.models.roi_crop import crop_padded
 from ctxseg.roi import roi_boxes

@@ -19,7 +19,8 @@ from ctxseg.engine.adversarial import (
     generator_loss,
 )
 from ctxseg.engine.config import config_from_dict, load_config
-from ctxseg.engine.trainer import Trainer, create_trainer
+from ctxseg.engine.factory import create_trainer
+from ctxseg.engine.trainer import Trainer
 from ctxseg.models import create_discriminator
 from ctxseg.roi import roi_boxes
 

@@ -20,8 +20,8 @@ from ctxseg.cli import main
 from ctxseg.data.phantoms import write_prostate_phantoms
 from ctxseg.data.store import PreparedStore
 from ctxseg.engine.checkpoint import load_model
-from ctxseg.engine.demo import CONFIGS, METHODS, DemoSettings, _overrides
 from ctxseg.engine.inference import predict_labels
+from ctxseg.evaluation.demo import CONFIGS, METHODS, DemoSettings, _overrides
 from ctxseg.metrics import dice_score, hausdorff_distance
 
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from ctxseg.data.store import PreparedCase, PreparedStore, write_store
-from ctxseg.engine import report
 from ctxseg.engine.checkpoint import save_checkpoint
 from ctxseg.engine.config import config_from_dict
-from ctxseg.engine.evaluate import evaluate_run, score, summary_rows
 from ctxseg.engine.inference import predict_labels
+from ctxseg.evaluation import report
+from ctxseg.evaluation.evaluate import evaluate_run, summary_rows
+from ctxseg.evaluation.protocols import score
 from ctxseg.metrics import dice_score, hausdorff_distance
 from ctxseg.models import create_model
 
@@ -92,12 +93,14 @@ def test_score_equals_direct_metric_calls(tmp_path):
         assert stats["dice"]["n"] == present.sum()
         assert stats["dice"]["mean"] == pytest.approx(dice[present].mean())
         finite = hd[present & np.isfinite(hd)]
-        assert stats["hd"]["mean"] == pytest.approx(finite.mean())
-        assert stats["hd"]["n_inf"] == np.isinf(hd[present]).sum()
+        penalised = np.where(np.isinf(hd), math.hypot(32, 32), hd)[present]
+        assert stats["hd"]["mean"] == pytest.approx(penalised.mean())
+        assert stats["hd"]["mean_detected"] == pytest.approx(finite.mean())
+        assert stats["hd"]["n_missed"] == np.isinf(hd[present]).sum()
         assert stats["false_positive"] == np.sum(~present & (pred == c).any(axis=(1, 2)))
 
     outer = summary["slice"]["classes"]["outer"]
-    assert outer["hd"]["n_inf"] == 1 and outer["false_positive"] == 1  # the planted errors
+    assert outer["hd"]["n_missed"] == 1 and outer["false_positive"] == 1  # the planted errors
     assert summary["slice"]["mean"]["dice"] == pytest.approx(
         np.mean([summary["slice"]["classes"][n]["dice"]["mean"] for n in ("outer", "inner")])
     )
@@ -118,6 +121,7 @@ def test_score_equals_direct_metric_calls(tmp_path):
     for name in ("outer", "inner"):
         values = [r[f"hd95_{name}"] for r in per_case]
         assert summary["volume"]["classes"][name]["hd95"]["mean"] == pytest.approx(np.mean(values))
+    assert summary["notes"] == []  # the store's spacing is real: no assumption to state
 
 
 def test_score_hand_computed(tmp_path):
@@ -139,11 +143,78 @@ def test_score_hand_computed(tmp_path):
     pred[1] = 0
     _, per_case, summary = score(store, rows, pred)
     stats = summary["slice"]["classes"]["outer"]
-    assert stats["dice"]["mean"] == 0.0 and stats["hd"]["n_inf"] == 1
-    assert math.isnan(stats["hd"]["mean"])
+    assert stats["dice"]["mean"] == 0.0 and stats["hd"]["n_missed"] == 1
+    # The miss counts at the image diagonal; nothing was detected.
+    assert stats["hd"]["mean"] == pytest.approx(math.hypot(32, 32))
+    assert math.isnan(stats["hd"]["mean_detected"])
     assert math.isinf(per_case[0]["hd95_outer"])  # a percentile keeps a miss a miss
+    depth, (dz, dy, dx) = 3, store.cases[1]["spacing"]
+    diagonal = math.sqrt((depth * dz) ** 2 + (32 * dy) ** 2 + (32 * dx) ** 2)
+    volume = summary["volume"]["classes"]["outer"]
+    assert volume["hd95"]["mean"] == pytest.approx(diagonal) and volume["hd95"]["n_missed"] == 1
     headers, table = summary_rows(summary)
     assert table[0][headers.index("missed")] == 1
+    assert table[0][headers.index("HD")] == pytest.approx(math.hypot(32, 32))
+
+
+def test_a_model_that_misses_structures_gets_the_worse_headline_hd(tmp_path):
+    """Model A finds every structure with a 3 px error; B is exact where it finds one, but
+    misses one slice in three. Leaving misses out would rank B first; the headline must not."""
+    store = make_store(tmp_path, num_classes=2, cases=3, depth=6, size=32)
+    rows = store.indices("test")
+    target = np.asarray(store.labels[rows])
+    model_a = np.roll(target, 3, axis=2)
+    model_b = target.copy()
+    fg = np.flatnonzero((target == 1).any(axis=(1, 2)))
+    model_b[fg[::3]] = 0
+    _, _, a = score(store, rows, model_a)
+    _, _, b = score(store, rows, model_b)
+    hd_a, hd_b = a["slice"]["classes"]["outer"]["hd"], b["slice"]["classes"]["outer"]["hd"]
+    assert hd_b["mean_detected"] < hd_a["mean_detected"]  # the misleading number
+    assert hd_b["mean"] > hd_a["mean"]  # the headline
+    assert hd_b["n_missed"] == len(fg[::3]) and hd_a["n_missed"] == 0
+    assert b["slice"]["mean"]["hd"] > a["slice"]["mean"]["hd"]
+
+
+def test_volume_protocol_counts_misses_and_false_alarms_apart(tmp_path):
+    store = make_store(tmp_path, num_classes=3, cases=3, depth=5, size=32)
+    rows = store.indices("test")
+    target = np.asarray(store.labels[rows])
+    pred = target.copy()
+    first = store.case(store.case_ids("test")[0])["num_slices"]
+    pred[:first][pred[:first] == 2] = 1  # case 1: class 2 missed entirely
+    _, per_case, summary = score(store, rows, pred)
+    inner = summary["volume"]["classes"]["inner"]["hd"]
+    assert inner["n_missed"] == 1 and inner["n_false_alarm"] == 0
+    assert math.isinf(per_case[0]["hd_inner"])
+    assert inner["mean"] == pytest.approx(np.mean([per_case[0]["diagonal_mm"], 0.0]))
+
+    # Every class-2 voxel called class 1: class 2 missed in both cases; then class 2 predicted
+    # in a case whose target has none of it: a false alarm, not a miss.
+    _, _, summary = score(store, rows, np.where(target == 2, 1, target).astype(np.uint8))
+    inner = summary["volume"]["classes"]["inner"]
+    assert inner["hd"]["n_missed"] == 2 and inner["dice"]["mean"] == 0.0
+    store.labels = np.where(np.asarray(store.labels) == 2, 1, np.asarray(store.labels))
+    _, _, summary = score(store, rows, target)
+    inner = summary["volume"]["classes"]["inner"]["hd"]
+    assert inner["n_false_alarm"] == 2 and inner["n_missed"] == 0
+
+
+def test_class_mean_never_drops_a_class_and_assumed_spacing_is_stated(tmp_path):
+    store = make_store(tmp_path, num_classes=3, cases=3, depth=5, size=32)
+    rows = store.indices("test")
+    target = np.asarray(store.labels[rows])
+    no_inner = np.where(target == 2, 1, target).astype(np.uint8)
+    # A store where class 2 never occurs in the target: its class means have no value.
+    _, _, summary = score(store, rows, np.asarray(target))
+    assert math.isfinite(summary["slice"]["mean"]["hd"])
+    store.labels = np.where(np.asarray(store.labels) == 2, 1, np.asarray(store.labels))
+    _, _, summary = score(store, rows, no_inner)
+    assert math.isnan(summary["slice"]["mean"]["dice"])
+    assert summary["slice"]["classes_without_value"]["dice"] == ["inner"]
+    store.meta["assumed_spacing"] = [10.0, 1.5625, 1.5625]
+    _, _, summary = score(store, rows, no_inner)
+    assert "(10 x 1.5625 x 1.5625) mm" in summary["notes"][0]
 
 
 def test_score_rejects_partial_case(tmp_path):

@@ -12,29 +12,32 @@ import yaml
 
 from ctxseg.cli import main
 from ctxseg.data.store import PreparedCase, write_store
-from ctxseg.engine import report
 from ctxseg.engine.checkpoint import save_checkpoint
 from ctxseg.engine.config import config_from_dict
-from ctxseg.engine.evaluate import evaluate_run
-from ctxseg.engine.table import collect_rows, format_table
+from ctxseg.evaluation import report
+from ctxseg.evaluation.evaluate import evaluate_run
+from ctxseg.evaluation.table import collect_rows, format_table, table_notes
 from ctxseg.models import create_model
 
 
-def _stats(mean: float, n_inf: int = 0) -> dict:
-    return {"mean": mean, "n": 10, "n_finite": 10 - n_inf, "n_nan": 0, "n_inf": n_inf}
+def _stats(mean: float, missed: int = 0) -> dict:
+    return {"mean": mean, "mean_detected": mean, "n": 10, "n_missed": missed}
 
 
-def _fake_run(root: Path, dataset: str, experiment: str, classes: dict[str, tuple]) -> Path:
+def _fake_run(
+    root: Path, dataset: str, experiment: str, classes: dict[str, tuple], split: str = "test"
+) -> Path:
     """A run folder with a config and a hand-written evaluation summary.
 
-    ``classes``: name -> (slice Dice, slice HD, slice misses, volume Dice, volume HD95).
+    ``classes``: name -> (slice Dice, slice HD, slice misses, volume Dice, volume HD95); the
+    class means are written as ``evaluate`` writes them (NaN when a class has no value).
     """
     run = root / dataset / experiment
     config = config_from_dict(
         {"experiment": experiment, "data": {"root": f"data/prepared/{dataset}"},
          "loss": {"name": "ce"}}
     )  # fmt: skip
-    (run / "eval_test_best").mkdir(parents=True)
+    (run / f"eval_{split}_best").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     slice_classes = {
         name: {"dice": _stats(v[0]), "hd": _stats(v[1], v[2])} for name, v in classes.items()
@@ -42,17 +45,21 @@ def _fake_run(root: Path, dataset: str, experiment: str, classes: dict[str, tupl
     volume_classes = {
         name: {"dice": _stats(v[3]), "hd95": _stats(v[4])} for name, v in classes.items()
     }
+
+    def mean(i: int) -> float:
+        return float(np.mean([v[i] for v in classes.values()]))  # inf/nan propagate
+
     summary = {
         "slice": {
             "classes": slice_classes,
-            "mean": {
-                "dice": float(np.mean([v[0] for v in classes.values()])),
-                "hd": float(np.mean([v[1] for v in classes.values()])),
-            },
+            "mean": {"dice": mean(0), "hd": mean(1), "hd_detected": mean(1) - 0.5},
         },
-        "volume": {"classes": volume_classes},
+        "volume": {"classes": volume_classes, "mean": {"dice": mean(3), "hd95": mean(4)}},
+        "notes": ["mm values assume a voxel spacing"] if dataset == "acdc" else [],
     }
-    report.write_json(run / "eval_test_best" / "summary.json", summary)
+    if split == "val":
+        summary["split_label"] = "validation split (used for model selection): not unbiased"
+    report.write_json(run / f"eval_{split}_best" / "summary.json", summary)
     return run
 
 
@@ -85,18 +92,35 @@ def test_rows_follow_the_paper_order_and_carry_its_figures(tmp_path: Path) -> No
     assert acdc_row["slice_dice"] == pytest.approx(0.8) and acdc_row["slice_hd"] == pytest.approx(
         4.0
     )
-    assert acdc_row["missed"] == 4
+    assert acdc_row["missed"] == 4 and acdc_row["slice_hd_detected"] == pytest.approx(3.5)
     assert acdc_row["volume_dice"] == pytest.approx(0.7)
     assert acdc_row["volume_hd95"] == pytest.approx(6.0)
     assert (acdc_row["paper_dice"], acdc_row["paper_hd"]) == (0.822, 5.69)
     assert rows[1]["paper_dice"] is None and math.isinf(rows[1]["volume_hd95"])
     assert (rows[3]["paper_dice"], rows[3]["paper_hd"]) == (0.861, 6.91)
     table = format_table(rows)
-    assert (
-        "| promise12 | unet_context_static | 0.8500 | 7.0000 | 2 | 0.8000 | 6.0000 | 0.8610 |"
-        in (table)
+    static_cells = "0.8500 | 7.0000 | 6.5000 | 2 | 0.8000 | 6.0000 | 0.8610 | 6.9100 |"
+    assert f"| promise12 | unet_context_static | {static_cells}" in table
+    phantom_cells = "0.5000 | 10.0000 | 9.5000 | 0 | 0.4000 | inf | - | - |"
+    assert f"| phantom-prostate | unet_ce | {phantom_cells}" in table
+    notes = table_notes(rows)
+    assert "test split" in notes and any("assume a voxel spacing" in n for n in notes)
+
+
+def test_table_takes_the_class_mean_of_the_summary_and_labels_the_selection_split(
+    tmp_path: Path,
+) -> None:
+    """A class without a value makes the class mean NaN in the summary: the table keeps it."""
+    run = _fake_run(
+        tmp_path,
+        "acdc",
+        "unet_ce",
+        {"RV": (0.7, 6.0, 1, 0.6, float("nan")), "LV": (0.9, 2.0, 0, 0.8, 4.0)},
+        split="val",
     )
-    assert "| phantom-prostate | unet_ce | 0.5000 | 10.0000 | 0 | 0.4000 | inf | - | - |" in table
+    (row,) = collect_rows([run], split="val")
+    assert math.isnan(row["volume_hd95"])  # not 4.0: the RV class has no value
+    assert any("used for model selection" in n for n in table_notes([row]))
 
 
 def test_missing_evaluation_names_the_command(tmp_path: Path) -> None:
@@ -140,7 +164,10 @@ def test_table_of_a_real_evaluation_through_the_cli(tmp_path: Path, capsys) -> N
     volume = result["volume"]["classes"]["prostate"]
     assert row["slice_dice"] == pytest.approx(result["slice"]["mean"]["dice"], nan_ok=True)
     assert row["slice_hd"] == pytest.approx(result["slice"]["mean"]["hd"], nan_ok=True)
-    assert row["missed"] == result["slice"]["classes"]["prostate"]["hd"]["n_inf"]
+    assert row["missed"] == result["slice"]["classes"]["prostate"]["hd"]["n_missed"]
+    assert row["slice_hd_detected"] == pytest.approx(
+        result["slice"]["mean"]["hd_detected"], nan_ok=True
+    )
     assert row["volume_dice"] == pytest.approx(volume["dice"]["mean"], nan_ok=True)
     assert row["volume_hd95"] == pytest.approx(volume["hd95"]["mean"], nan_ok=True)
     assert out.read_text().startswith("| data set | experiment | slice Dice |")

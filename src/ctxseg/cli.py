@@ -1,30 +1,35 @@
 """The ``ctxseg`` command: one entry point, one verb per job.
 
-Each verb lives beside the library code it wraps and registers itself through a
-``register(subparsers)`` function that adds its parser and sets ``func``:
-
-- ``prepare``                      -> :mod:`ctxseg.data.cli`
-- ``train``, ``evaluate``, ``predict``, ``demo`` -> :mod:`ctxseg.engine.cli`
+Each verb lives beside the library code it wraps, in a module with a
+``register_cli(subparsers)`` function that adds its parser and sets ``func``
+(:data:`VERB_MODULES`). Nothing here is imported back by those modules.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from ctxseg import __version__
+from ctxseg.errors import CLIError
 
+__all__ = ["VERB_MODULES", "CLIError", "build_parser", "main"]
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2, no traceback."""
+#: The modules that add one or more verbs, in the order ``ctxseg --help`` lists them.
+VERB_MODULES = (
+    "ctxseg.data.cli",  # prepare
+    "ctxseg.engine.cli",  # train
+    "ctxseg.evaluation.evaluate",  # evaluate
+    "ctxseg.evaluation.table",  # table
+    "ctxseg.engine.predict",  # predict
+    "ctxseg.evaluation.demo",  # demo
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ctxseg.data import cli as data_cli
-    from ctxseg.engine import cli as engine_cli
-
     parser = argparse.ArgumentParser(
         prog="ctxseg",
         description="Context CE and Seg-GLGAN for unbalanced medical image segmentation.",
@@ -32,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ctxseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    data_cli.register(subparsers)
-    engine_cli.register(subparsers)
+    for name in VERB_MODULES:
+        importlib.import_module(name).register_cli(subparsers)
     return parser
 
 

@@ -19,7 +19,7 @@ def _common(parser: argparse.ArgumentParser, raw: bool) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``prepare`` and its dataset subcommands to the ``ctxseg`` command."""
     prepare = subparsers.add_parser(
         "prepare", help="prepare a dataset into a slice store", description=__doc__

@@ -12,8 +12,9 @@ from ctxseg.engine.config import (
     config_from_dict,
     load_config,
 )
+from ctxseg.engine.factory import create_trainer
 from ctxseg.engine.inference import predict_labels
-from ctxseg.engine.trainer import NonFiniteError, Trainer, create_trainer
+from ctxseg.engine.trainer import NonFiniteError, Trainer
 
 __all__ = [
     "AdversarialConfig",

@@ -1,27 +1,18 @@
-"""The engine's verbs: ``train`` here; ``evaluate``, ``predict``, ``demo``, ``table`` elsewhere."""
+"""``ctxseg train``: the training verb."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["register_cli", "run_train"]
 
 log = logging.getLogger(__name__)
 
-# Modules that add one verb each through ``register_cli(subparsers)``.
-_VERB_MODULES = (
-    "ctxseg.engine.evaluate",
-    "ctxseg.engine.predict",
-    "ctxseg.engine.demo",
-    "ctxseg.engine.table",
-)
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``evaluate``, ``predict``, ``demo`` and ``table`` to ``ctxseg``."""
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ctxseg train``."""
     parser = subparsers.add_parser(
         "train",
         help="train a network from an experiment config",
@@ -55,15 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     parser.set_defaults(func=run_train)
-    for name in _VERB_MODULES:
-        importlib.import_module(name).register_cli(subparsers)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """``ctxseg train``: load the config, build the trainer, fit."""
-    from ctxseg.cli import CLIError
     from ctxseg.engine.config import load_config
-    from ctxseg.engine.trainer import NonFiniteError, create_trainer
+    from ctxseg.engine.factory import create_trainer
+    from ctxseg.engine.trainer import NonFiniteError
+    from ctxseg.errors import CLIError
 
     overrides = list(args.overrides)
     if args.epochs is not None:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ctxseg.engine.report import write_text
+from ctxseg.evaluation.report import write_text
 
 __all__ = ["RunLog", "read_metrics"]
 

@@ -49,7 +49,7 @@ from ctxseg.engine.sampling import epoch_plan, epoch_seed, shard_batches
 from ctxseg.engine.stores import open_store
 from ctxseg.engine.validation import validate_slices
 
-__all__ = ["NonFiniteError", "Trainer", "create_trainer"]
+__all__ = ["NonFiniteError", "Trainer"]
 
 log = logging.getLogger(__name__)
 
@@ -441,12 +441,3 @@ class Trainer:
         if not self.quiet:
             shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
             log.info("epoch %d/%d %s", epoch + 1, self.config.train.epochs, shown)
-
-
-def create_trainer(config: Config, run_dir: str | Path, **kwargs: Any) -> Trainer:
-    """The trainer for a config: :class:`AdversarialTrainer` when ``config.adversarial`` is set."""
-    if config.adversarial is not None:
-        from ctxseg.engine.adversarial import AdversarialTrainer
-
-        return AdversarialTrainer(config, run_dir, **kwargs)
-    return Trainer(config, run_dir, **kwargs)

@@ -1,15 +1,24 @@
-"""Validation during training: Dice and HD per foreground class on the val slices (SPEC §8)."""
+"""Validation during training: the reported slice protocol on the val slices (SPEC §8).
+
+The checkpoint is selected on the same numbers the evaluation reports, with the same rules
+(:func:`ctxseg.evaluation.protocols.summarize_slices`): a class is scored on the slices whose
+target has it; a missed structure is Dice 0 and counts at the image diagonal in the HD mean;
+a slice where the class is predicted but absent from the target is not in that class's means.
+The one remaining difference from ``ctxseg evaluate`` is the slices: validation scores the
+slices the config names (``data.val_slices``, foreground only by default), evaluation every
+slice of the test cases; by the rule above both score the same slices of a class, except
+that validation never sees the false-positive slices that evaluation counts beside its means.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from ctxseg.engine.inference import predict_labels
-from ctxseg.metrics import dice_score_batch, hausdorff_distance_batch, summarize
+from ctxseg.evaluation.protocols import slice_metrics, summarize_slices
 
 __all__ = ["validate_slices"]
 
@@ -26,10 +35,6 @@ def validate_slices(
 ) -> dict[str, float]:
     """Mean per-slice Dice (and HD in pixels) of every foreground class, and their mean.
 
-    Slices where a class is absent from both the prediction and the target have no score for
-    that class (NaN, left out of the mean); HD means are over the finite values, so a slice
-    where exactly one side is empty (HD infinite) is left out of the HD mean but scores Dice 0.
-
     Args:
         model: the network (evaluated in eval mode, no gradients).
         images: the val slices.
@@ -37,12 +42,13 @@ def validate_slices(
         label_names: class names, index = class value (background first).
         batch_size: slices per forward pass.
         device: where to run the model.
-        amp: bf16 autocast on CUDA.
+        amp: bf16 autocast (the fast path of :func:`ctxseg.engine.inference.predict_labels`).
         with_hd: also compute the Hausdorff distances (the slower part, on the CPU).
 
     Returns:
-        ``{"val_dice_<name>": ..., "val_dice_mean": ..., "val_hd_<name>": ..., "val_hd_mean"}``;
-        empty when there are no val slices.
+        ``{"val_dice_<name>", "val_dice_mean", "val_hd_<name>", "val_hd_mean",
+        "val_missed"}`` (HD with misses at the image diagonal; ``val_missed`` the number of
+        missed structures over all classes); empty when there are no val slices.
 
     Shape:
         images: ``(N, 1, H, W)`` float32; labels: ``(N, H, W)`` uint8.
@@ -50,22 +56,16 @@ def validate_slices(
     if images.shape[0] == 0:
         return {}
     pred = predict_labels(model, images, batch_size=batch_size, device=device, amp=amp)
-    pred_np = pred.cpu().numpy()
-    target_np = labels.cpu().numpy()
-    classes = range(1, len(label_names))
-    dice = dice_score_batch(pred_np, target_np, classes)  # {c: (N,)}
+    target = labels.cpu().numpy()
+    metrics = slice_metrics(pred.cpu().numpy(), target, len(label_names), with_hd=with_hd)
+    summary = summarize_slices(metrics, label_names, target.shape[1:])
     row: dict[str, float] = {}
-    for c in classes:
-        row[f"val_dice_{label_names[c]}"] = summarize(dice[c])["mean"]
-    row["val_dice_mean"] = _mean([row[f"val_dice_{label_names[c]}"] for c in classes])
+    for name, stats in summary["classes"].items():
+        row[f"val_dice_{name}"] = stats["dice"]["mean"]
+    row["val_dice_mean"] = summary["mean"]["dice"]
     if with_hd:
-        for c in classes:
-            hd = hausdorff_distance_batch(pred_np == c, target_np == c)  # (N,)
-            row[f"val_hd_{label_names[c]}"] = summarize(hd)["mean"]
-        row["val_hd_mean"] = _mean([row[f"val_hd_{label_names[c]}"] for c in classes])
+        for name, stats in summary["classes"].items():
+            row[f"val_hd_{name}"] = stats["hd"]["mean"]
+        row["val_hd_mean"] = summary["mean"]["hd"]
+        row["val_missed"] = float(sum(s["hd"]["n_missed"] for s in summary["classes"].values()))
     return row
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")

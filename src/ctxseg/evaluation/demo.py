@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ctxseg.engine import report
 from ctxseg.engine.config import BUILTIN_CONFIGS
 from ctxseg.engine.distributed import resolve_device
-from ctxseg.engine.evaluate import evaluate_run
+from ctxseg.evaluation import report
+from ctxseg.evaluation.evaluate import evaluate_run
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def _table(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
         s, v = r["summary"]["slice"], r["summary"]["volume"]
         (cls,) = s["classes"].values()  # the prostate phantom has one foreground class
         rows.append([
-            r["label"], s["mean"]["dice"], s["mean"]["hd"], cls["hd"]["n_inf"],
+            r["label"], s["mean"]["dice"], s["mean"]["hd"], cls["hd"]["n_missed"],
             cls["false_positive"], v["mean"]["dice"], v["mean"]["hd"], v["mean"]["hd95"],
             f"{r['train_s']:.0f}",
         ])  # fmt: skip
@@ -231,7 +231,7 @@ def run_demo(
         FileNotFoundError: the experiment configs are not found.
     """
     from ctxseg.engine.config import load_config
-    from ctxseg.engine.trainer import create_trainer
+    from ctxseg.engine.factory import create_trainer
 
     settings = settings or (QUICK if quick else FULL)
     configs = Path(configs_dir) if configs_dir is not None else CONFIGS
