@@ -125,10 +125,15 @@ def test_ssl4mis_layout_lists_and_restacking(tmp_path):
     assert store.meta["assumed_spacing"] == list(SSL4MIS_SPACING)
     assert store.case("patient002_frame02")["spacing"] == list(SSL4MIS_SPACING)
     assert store.case("patient002_frame02")["phase"] == "ES"
-    # Lists respected exactly: 4 patients train, 2 val, no test list -> empty test.
-    assert len(store.case_ids("train")) == 8 and len(store.case_ids("val")) == 4
-    assert store.splits["test"] == []
-    assert store.indices("train").size == 8 * 3 and store.indices("val").size == 4 * 3
+    # Lists without a test part: val.list (patients 5, 6) is the test split; round(0.15 * 4)
+    # = 1 patient of train.list is drawn into val; the other 3 train.
+    test_patients = {store.case(c)["patient"] for c in store.case_ids("test")}
+    val_patients = {store.case(c)["patient"] for c in store.case_ids("val")}
+    assert test_patients == {"patient005", "patient006"}
+    assert len(val_patients) == 1 and val_patients < {f"patient00{i}" for i in range(1, 5)}
+    assert len(store.case_ids("train")) == 6 and store.indices("test").size == 4 * 3
+    assert "val.list patients are the test split" in store.meta["split_note"]
+    assert store.splits["note"] == store.meta["split_note"]
     # Re-stacked slices keep their order K = 1..Z: compare with the source volume.
     image, label = heart(3, 20, 24, seed=2 * 10 + 2)
     rows = store.case_rows("patient002_frame02")
@@ -158,3 +163,17 @@ def test_nothing_found(tmp_path):
     (tmp_path / "raw").mkdir()
     with pytest.raises(RawDataError, match="no ACDC data found"):
         prepare_acdc(tmp_path / "raw", tmp_path / "out")
+
+
+def test_ssl4mis_data_folder_finds_the_lists_of_its_parent(tmp_path, caplog):
+    raw = tmp_path / "ssl"
+    write_ssl4mis(raw, slice_patients=[1, 2, 3, 4], volume_patients=[5, 6])
+    from_parent = prepare_acdc(raw / "data", tmp_path / "deep", size=24)
+    assert "using the split lists of" in caplog.text
+    assert from_parent.splits == prepare_acdc(raw, tmp_path / "top", size=24).splits
+    for name in ("train", "val"):
+        (raw / f"{name}.list").unlink()
+    caplog.clear()
+    drawn = prepare_acdc(raw / "data", tmp_path / "drawn", size=24)
+    assert "no train.list / val.list / test.list" in caplog.text
+    assert drawn.meta["split_note"].startswith("no split lists: a seeded random split")

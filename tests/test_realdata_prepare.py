@@ -38,14 +38,19 @@ def prostate(shared_data, tmp_path_factory):
     return raw, _timed(prepare_promise12, raw, tmp_path_factory.mktemp("p12") / "store")
 
 
-def test_acdc_counts_follow_the_lists(acdc):
+def test_acdc_counts_follow_the_lists(acdc, shared_data):
     assert acdc.meta["source_format"] == "acdc-ssl4mis"
-    assert acdc.indices("train").size == 1312  # train_slices.list of the source
+    # train.list: 70 patients (1312 slices, train_slices.list of the source), split into
+    # train and a drawn val; val.list: 10 patients, the test split (never used to select).
     train_patients = {acdc.case(c)["patient"] for c in acdc.case_ids("train")}
     val_patients = {acdc.case(c)["patient"] for c in acdc.case_ids("val")}
-    assert len(train_patients) == 70 and len(val_patients) == 10
-    assert not train_patients & val_patients
-    assert len(acdc.case_ids("val")) == 20 and acdc.splits["test"] == []
+    test_patients = {acdc.case(c)["patient"] for c in acdc.case_ids("test")}
+    # round(0.15 * 70) = 11 validation patients.
+    assert len(train_patients) == 59 and len(val_patients) == 11 and len(test_patients) == 10
+    assert acdc.indices("train").size + acdc.indices("val").size == 1312
+    assert not train_patients & val_patients and not (train_patients | val_patients) & test_patients
+    listed_val = (shared_data / "acdc-ssl4mis" / "val.list").read_text().split()
+    assert sorted(acdc.case_ids("test")) == sorted(listed_val)
     assert acdc.image_size == (160, 160)
     assert acdc.meta["assumed_spacing"] == list(SSL4MIS_SPACING)
     sample = np.asarray(acdc.images[::7])

@@ -45,12 +45,28 @@ def test_given_lists_respected_and_rest_drawn():
     assert len(splits["test"]) == 2 * (1 + 2)
 
 
-def test_given_lists_complete_leave_test_empty():
+def test_lists_without_a_test_part_make_their_val_list_the_test_split():
+    """The split that selects a model is never the one it is reported on (SPEC §8)."""
+    cases, groups = cardiac_cases(12)
+    train = [f"p{i:02d}" for i in range(10)]
+    given = {"train": train, "val": ["p10", "p11"]}
+    splits = make_splits(cases, seed=4, groups=groups, given=given)
+    assert splits["test"] == ["p10_ED", "p10_ES", "p11_ED", "p11_ES"]
+    val_patients = {groups[c] for c in splits["val"]}
+    assert len(val_patients) == 2 and val_patients <= set(train)  # round(0.15 * 10) = 2
+    assert {groups[c] for c in splits["train"]} == set(train) - val_patients
+    assert "val.list patients are the test split" in splits["note"]
+    assert make_splits(cases, seed=4, groups=groups, given=given) == splits  # seeded
+    other = make_splits(cases, seed=5, groups=groups, given=given)
+    assert other["test"] == splits["test"]
+
+
+def test_three_lists_are_respected_exactly():
     cases, groups = cardiac_cases(4)
-    splits = make_splits(
-        cases, seed=0, groups=groups, given={"train": ["p00", "p01", "p02"], "val": ["p03"]}
-    )
-    assert splits["test"] == [] and splits["val"] == ["p03_ED", "p03_ES"]
+    given = {"train": ["p00", "p01"], "val": ["p02"], "test": ["p03"]}
+    splits = make_splits(cases, seed=0, groups=groups, given=given)
+    assert splits["val"] == ["p02_ED", "p02_ES"] and splits["test"] == ["p03_ED", "p03_ES"]
+    assert splits["note"] == "split lists used: train.list, val.list, test.list"
 
 
 def test_given_errors():

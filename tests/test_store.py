@@ -63,6 +63,10 @@ def test_indices_and_frequencies(tmp_path):
     assert store.case_ids("train") == ["c0", "c1"] and store.case_ids("test") == ["c2"]
     # Train: 5 slices x 80 px, two slices with 12 + 1 foreground pixels.
     np.testing.assert_array_equal(store.class_frequencies("train"), [400 - 26, 24, 2])
+    # Only the 2 foreground slices (what a foreground-only run trains on): 160 px.
+    np.testing.assert_array_equal(
+        store.class_frequencies("train", foreground_only=True), [160 - 26, 24, 2]
+    )
     np.testing.assert_array_equal(store.class_frequencies("val"), [0, 0, 0])
     with pytest.raises(ValueError, match="split must be"):
         store.indices("training")

@@ -272,3 +272,22 @@ def test_checkpoints_are_atomic_and_links_independent(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt: not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("train_slices", ["foreground", "all"])
+def test_auto_class_weights_count_the_slices_trained_on(
+    tmp_path: Path, store_root: Path, train_slices: str
+) -> None:
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            store_root,
+            data={"train_slices": train_slices},
+            loss={"name": "wce", "weights": "auto"},
+        )
+    )
+    trainer = Trainer(config, tmp_path / "run", quiet=True)
+    store = PreparedStore.open(store_root)
+    counts = store.class_frequencies("train", foreground_only=train_slices == "foreground")
+    expected = (1.0 / counts) / (1.0 / counts).sum()  # inverse frequency, summing to 1
+    np.testing.assert_allclose(trainer.loss_fn.weights.cpu().numpy(), expected, rtol=1e-6)

@@ -17,6 +17,7 @@ together, and ``train.list`` / ``val.list`` / ``test.list`` in ``raw`` are respe
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from ctxseg.data.io import RawDataError, check_label_values, checksums
 from ctxseg.data.preprocess import make_params
 from ctxseg.data.splits import make_splits, read_list_files
 from ctxseg.data.store import PreparedCase, PreparedStore
+
+log = logging.getLogger(__name__)
 
 LABELS = {"0": "background", "1": "RV", "2": "Myo", "3": "LV"}
 #: Spacing (z, y, x) in mm assumed for the SSL4MIS layout: ACDC's most common values
@@ -150,6 +153,27 @@ def _ssl4mis_cases(raw: Path, found: dict[str, dict], params: dict) -> Iterator[
         )  # fmt: skip
 
 
+def _list_files(raw: Path) -> dict[str, list[str]] | None:
+    """The split lists in ``raw``, or in its parent when ``raw`` is the SSL4MIS ``data`` folder.
+
+    SSL4MIS keeps ``train.list`` / ``val.list`` beside its ``data/`` folder; a user who points
+    ``--raw`` at ``data/`` itself still gets the shipped split (and is told so). Without any
+    list a seeded random split is drawn, said loudly.
+    """
+    for folder in (raw, raw.parent):
+        lists = read_list_files(folder)
+        if lists:
+            if folder != raw:
+                log.warning("using the split lists of %s (none in %s)", folder, raw)
+            return lists
+    log.warning(
+        "no train.list / val.list / test.list in %s or its parent: a seeded random split by "
+        "patient is drawn (70/30 train+val/test)",
+        raw,
+    )
+    return None
+
+
 def prepare_acdc(
     raw: str | os.PathLike,
     out: str | os.PathLike,
@@ -183,7 +207,7 @@ def prepare_acdc(
         raise RawDataError(f"{raw}: raw ACDC folder does not exist")
     params = make_params((size, size), spacing=None, slice_axis=0)
     meta = {"name": name, "labels": LABELS, "preprocessing": params}
-    given = read_list_files(raw) or None
+    given = _list_files(raw)
     official = _official_cases(raw)
     if official:
         ids = [c[0] for c in official]

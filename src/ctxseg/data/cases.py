@@ -78,7 +78,10 @@ def finish(
 ) -> PreparedStore:
     """Write the store (atomically), log the time taken and open it."""
     start = time.perf_counter()
-    path = write_store(out, cases, dict(meta), splits, overwrite=overwrite)
+    meta = dict(meta)
+    if "note" in splits:
+        meta.setdefault("split_note", splits["note"])
+    path = write_store(out, cases, meta, splits, overwrite=overwrite)
     store = PreparedStore.open(path)
     log.info(
         "prepared %s: %d cases, %d slices of %s in %.1f s -> %s",

@@ -60,6 +60,9 @@ def _report(store: PreparedStore) -> int:
         for name in ("train", "val", "test")
     )
     print(f"{store.root}: {store.image_size[0]}x{store.image_size[1]} slices; {counts}")
+    note = store.meta.get("split_note") or store.splits.get("note")
+    if note:
+        print(f"split: {note}")
     return 0
 
 

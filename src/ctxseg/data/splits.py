@@ -3,7 +3,10 @@
 The paper splits 70 / 30 by volume (PROMISE12) or patient (ACDC) and selects models on the test
 part; this project keeps a validation part apart, taken from the non-test patients. A split
 never puts two cases of one patient (e.g. the ED and ES frames) in different parts. List files
-shipped with a dataset (``train.list`` ...) take precedence over the random draw.
+shipped with a dataset (``train.list`` ...) take precedence over the random draw; lists that
+define a validation part but no test part (SSL4MIS's ACDC lists) make their validation
+patients the *test* part, and the validation part is drawn from the listed training patients,
+so that the split that selects a model is never the one it is reported on (SPEC §8).
 """
 
 from __future__ import annotations
@@ -46,10 +49,14 @@ def make_splits(
         given: Lists shipped with the dataset, ``{"train": [...], "val": [...], "test": [...]}``
             (any subset of the parts) naming case ids or patient ids. Listed cases keep their
             part; a case of a listed patient follows its patient; cases left unnamed are split
-            by the seeded draw above.
+            by the seeded draw above. Lists with a ``"val"`` part but no ``"test"`` part: the
+            ``"val"`` list becomes the test part and ``round(val_fraction * P_train)`` of the
+            listed training patients (at least one) are drawn into val.
 
     Returns:
-        ``{"seed": seed, "train": [...], "val": [...], "test": [...]}``, case ids sorted.
+        ``{"seed": seed, "train": [...], "val": [...], "test": [...], "note": str}``, case ids
+        sorted; ``note`` says in words where each part came from (shown by ``prepare`` and
+        kept in ``dataset.json``).
 
     Raises:
         ValueError: Bad fractions, duplicate ids, unknown names in ``given``, or a patient named
@@ -65,8 +72,13 @@ def make_splits(
     patient_of = {c: (groups[c] if groups is not None else c) for c in cases}
     parts: dict[str, set[str]] = {name: set() for name in SPLIT_NAMES}
 
+    given = dict(given or {})
+    listed = [name for name in SPLIT_NAMES if name in given]
+    promoted = "val" in given and "test" not in given
+    if promoted:  # the shipped validation list is the only held-out part: report on it
+        given["test"] = given.pop("val")
     patient_part: dict[str, str] = {}
-    for name, names in (given or {}).items():
+    for name, names in given.items():
         if name not in SPLIT_NAMES:
             raise ValueError(f"unknown split list {name!r}; expected one of {SPLIT_NAMES}")
         for item in names:
@@ -80,8 +92,14 @@ def make_splits(
             if previous != name:
                 raise ValueError(f"patient {patient!r} is listed in both {previous!r} and {name!r}")
 
-    free = sorted({p for p in patient_of.values() if p not in patient_part})
     rng = np.random.default_rng(seed)
+    drawn_val = 0
+    if promoted:
+        listed_train = sorted(p for p, part in patient_part.items() if part == "train")
+        drawn_val = _count(val_fraction, len(listed_train))
+        for i in rng.permutation(len(listed_train))[:drawn_val]:
+            patient_part[listed_train[i]] = "val"
+    free = sorted({p for p in patient_of.values() if p not in patient_part})
     order = [free[i] for i in rng.permutation(len(free))]
     n_test = _count(test_fraction, len(order))
     n_val = _count(val_fraction, len(order) - n_test)
@@ -92,7 +110,32 @@ def make_splits(
         parts[patient_part[patient_of[case]]].add(case)
     splits = {"seed": int(seed), **{name: sorted(parts[name]) for name in SPLIT_NAMES}}
     check_splits(splits, patient_of)
+    splits["note"] = _note(listed, promoted, drawn_val, len(free), seed)
     return splits
+
+
+def _note(listed: Sequence[str], promoted: bool, drawn_val: int, free: int, seed: int) -> str:
+    """Where each part of a split came from, in words.
+
+    Args:
+        listed: the names of the shipped lists (``"train"``, ``"val"``, ``"test"``).
+        promoted: the val list became the test part.
+        drawn_val: listed training patients drawn into val.
+        free: unlisted patients split at random.
+        seed: the split seed.
+    """
+    if not listed:
+        return f"no split lists: a seeded random split by patient (seed {seed})"
+    parts = ["split lists used: " + ", ".join(f"{name}.list" for name in listed)]
+    if promoted:
+        parts.append(
+            "the lists define no test part, so the val.list patients are the test split and "
+            f"{drawn_val} patient(s) of train.list were drawn into val (seed {seed}) for model "
+            "selection"
+        )
+    if free:
+        parts.append(f"{free} unlisted patient(s) split at random (seed {seed})")
+    return "; ".join(parts)
 
 
 def read_list_files(folder: Path) -> dict[str, list[str]]:

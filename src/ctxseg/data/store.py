@@ -189,13 +189,18 @@ class PreparedStore:
         case = self.case(case_id)
         return slice(case["first"], case["first"] + case["num_slices"])
 
-    def class_frequencies(self, split: str = "train") -> np.ndarray:
+    def class_frequencies(self, split: str = "train", foreground_only: bool = False) -> np.ndarray:
         """Pixel count of every class over the split's slices.
+
+        Args:
+            split: The part.
+            foreground_only: Count only the slices with foreground (those a
+                ``data.train_slices: foreground`` run trains on).
 
         Returns:
             int64 array ``(C,)``; index 0 is background.
         """
-        rows = self.indices(split)
+        rows = self.indices(split, foreground_only=foreground_only)
         counts = np.zeros(self.num_classes, np.int64)
         if rows.size == 0:
             return counts

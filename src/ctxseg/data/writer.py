@@ -200,7 +200,11 @@ def _build(
     _write_json(tmp / "dataset.json", meta)
     _write_json(
         tmp / "splits.json",
-        {"seed": splits.get("seed"), **{name: list(splits[name]) for name in SPLIT_NAMES}},
+        {
+            "seed": splits.get("seed"),
+            **{name: list(splits[name]) for name in SPLIT_NAMES},
+            **({"note": splits["note"]} if splits.get("note") else {}),
+        },
     )
     _write_json(tmp / "cases.json", case_rows)
     _write_json(tmp / "slices.json", slice_rows)

@@ -234,7 +234,10 @@ class Trainer:
 
         kwargs = self.config.loss.kwargs()
         if self.config.loss.weights == "auto":
-            kwargs["class_frequencies"] = self.store.class_frequencies("train").tolist()
+            # Over the slices this run trains on, so the weights match what the loss sees.
+            fg_only = self.config.data.train_slices == "foreground"
+            counts = self.store.class_frequencies("train", foreground_only=fg_only)
+            kwargs["class_frequencies"] = counts.tolist()
         return build_loss(self.config.loss.name, self.num_classes, **kwargs)
 
     def _to_memory(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
