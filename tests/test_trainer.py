@@ -142,14 +142,6 @@ def test_data_in_memory_are_the_train_and_val_slices_only(store_root: Path, tmp_
     assert trainer.train_images.dtype == torch.float32 and trainer.train_labels.dtype == torch.uint8
 
 
-def test_wce_auto_weights_come_from_the_training_split(store_root: Path, tmp_path: Path) -> None:
-    path = write_config(tmp_path / "c.yaml", store_root, loss={"name": "wce", "weights": "auto"})
-    trainer = Trainer(load_config(path), tmp_path / "run", quiet=True)
-    counts = PreparedStore.open(store_root).class_frequencies("train").astype(np.float64)
-    expected = (1 / counts) / (1 / counts).sum()
-    assert torch.allclose(trainer.loss_fn.weights.double(), torch.from_numpy(expected))
-
-
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     store_root: Path, tmp_path: Path
 ) -> None:

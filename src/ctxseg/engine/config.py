@@ -161,8 +161,10 @@ class TrainConfig:
     val_every: int = 1
     val_hd: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off"] = "auto"
-    channels_last: Literal["auto", "off"] = "auto"
+    #: bf16 autocast: auto (CUDA, and CPUs with native bf16), bf16 (forced), off (fp32).
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    #: channels-last memory format: auto (CUDA, AVX-512 CPUs), on, off.
+    channels_last: Literal["auto", "on", "off"] = "auto"
     tensorboard: bool = False
 
     def check(self) -> None:
@@ -270,6 +272,12 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if origin is Literal:
         if value in typing.get_args(tp) and isinstance(value, str | type(None)):
             return value
+        if isinstance(value, bool):
+            # YAML 1.1 reads a bare off / on / no / yes as a boolean: `--set train.amp=off`
+            # must work as typed.
+            alias = "on" if value else "off"
+            if alias in typing.get_args(tp):
+                return alias
         raise _Invalid(path, f"expected one of {_type_name(tp)}, got {value!r}")
     if tp is type(None):
         if value is None:

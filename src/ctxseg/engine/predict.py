@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ctxseg.engine.distributed import resolve_device
+from ctxseg.engine.precision import FastPath, inference_fast_path
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def predict_volume(
     preprocessing: dict[str, Any],
     device: str | torch.device | None = None,
     batch_size: int = 16,
+    fast: FastPath | None = None,
 ) -> sitk.Image:
     """Label one raw volume with a network, in the volume's own geometry.
 
@@ -100,6 +102,7 @@ def predict_volume(
         preprocessing: the store's preprocessing parameters (``checkpoint["preprocessing"]``).
         device: where to run the network; default the model's device.
         batch_size: slices per forward pass.
+        fast: the fast path (bf16 / channels-last) to run the network on; default fp32.
 
     Returns:
         A uint8 label image with ``image``'s size, spacing, origin and direction.
@@ -108,7 +111,14 @@ def predict_volume(
     from ctxseg.engine.inference import predict_labels
 
     array, geometry = preprocess_image(image, preprocessing)  # (Z, H, W) float32
-    label = predict_labels(model, np.ascontiguousarray(array[:, None]), batch_size, device)
+    label = predict_labels(
+        model,
+        np.ascontiguousarray(array[:, None]),
+        batch_size,
+        device,
+        amp=fast is not None and fast.bf16,
+        channels_last=fast is not None and fast.channels_last,
+    )
     return restore_label(np.asarray(label, dtype=np.uint8), geometry)  # label (Z, H, W)
 
 
@@ -129,6 +139,7 @@ def predict(
     output: str | Path,
     device: str | torch.device | None = None,
     batch_size: int = 16,
+    amp: str | None = None,
 ) -> list[Path]:
     """Predict label volumes for a volume or a folder of volumes.
 
@@ -139,6 +150,8 @@ def predict(
             the same name are replaced.
         device: ``"auto"`` / ``None`` (CUDA if available), ``"cpu"``, ``"cuda"``.
         batch_size: slices per forward pass.
+        amp: ``auto | bf16 | off``; default the training run's ``train.amp`` (the path that
+            validated the checkpoint, :func:`ctxseg.engine.precision.inference_fast_path`).
 
     Returns:
         The written files, in input order.
@@ -156,6 +169,8 @@ def predict(
     inputs = find_inputs(input)
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
+    fast = inference_fast_path(model, ckpt, dev, amp)
+    log.info("predicting on %s: %s", dev, fast.reason)
     params = ckpt.get("preprocessing")
     if not params:
         raise ValueError(f"{checkpoint}: holds no preprocessing parameters; cannot map raw scans")
@@ -165,7 +180,7 @@ def predict(
     for path in inputs:
         start = time.perf_counter()
         image = read_volume(path)
-        label = predict_volume(model, image, params, dev, batch_size)
+        label = predict_volume(model, image, params, dev, batch_size, fast)
         target = out_dir / output_name(path)
         _write_atomic(label, target)
         counts = np.bincount(
@@ -194,10 +209,19 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the labels")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "off"),
+        default=None,
+        help="bf16 autocast: auto | bf16 | off (default: the training run's train.amp)",
+    )
     parser.set_defaults(func=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    for path in predict(args.checkpoint, args.input, args.output, args.device, args.batch_size):
+    paths = predict(
+        args.checkpoint, args.input, args.output, args.device, args.batch_size, amp=args.amp
+    )
+    for path in paths:
         print(path)
     return 0

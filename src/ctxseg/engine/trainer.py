@@ -21,10 +21,11 @@ Design:
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,12 @@ from ctxseg.engine.checkpoint import (
 )
 from ctxseg.engine.config import Config, OptimConfig, config_differences
 from ctxseg.engine.distributed import DistContext, resolve_device
+from ctxseg.engine.precision import resolve_fast_path
 from ctxseg.engine.progress import RunLog
 from ctxseg.engine.sampling import epoch_plan, epoch_seed, shard_batches
 from ctxseg.engine.stores import open_store
 from ctxseg.engine.validation import validate_slices
+from ctxseg.evaluation.report import write_json
 
 __all__ = ["NonFiniteError", "Trainer"]
 
@@ -106,8 +109,9 @@ class Trainer:
                 f"{self.dist.world_size} processes"
             )
         cuda = self.device.type == "cuda"
-        self.amp = cuda and train.amp == "auto"
-        self.channels_last = cuda and train.channels_last == "auto"
+        self.fast = resolve_fast_path(self.device, train.amp, train.channels_last)
+        self.amp = self.fast.bf16
+        self.channels_last = self.fast.channels_last
         if cuda:  # fixed slice size: let cuDNN pick the fastest kernels once
             torch.backends.cudnn.benchmark = True
         self._check_run_dir(resume, overwrite)
@@ -135,6 +139,20 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             text = yaml.safe_dump(config.to_dict(), sort_keys=False)
             (self.run_dir / "config.yaml").write_text(text)
+            self._record_runtime()
+        log.info("%s on %s: %s", self.run_dir, self.device, self.fast.reason)
+
+    def _record_runtime(self) -> None:
+        """Append this start's device and fast path to ``runtime.json`` (one entry a start)."""
+        path = self.run_dir / "runtime.json"
+        starts = []
+        if path.is_file() and self.start_epoch > 0:  # a resumed run adds to its record
+            try:
+                starts = json.loads(path.read_text())["starts"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s unreadable: starting a new runtime record", path)
+        entry = {"from_epoch": self.start_epoch, "device": str(self.device), **self.fast.to_dict()}
+        write_json(path, {"starts": [*starts, entry]})
 
     # ------------------------------------------------------------------ hooks (ENGINE_CONTRACT)
 
@@ -149,10 +167,8 @@ class Trainer:
         """Restore what :meth:`extra_state` returned."""
 
     def autocast(self) -> AbstractContextManager:
-        """bf16 autocast on CUDA when ``train.amp`` is on, else a no-op context."""
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        """bf16 autocast on the device when the fast path uses it, else a no-op context."""
+        return self.fast.autocast()
 
     def make_optimizer(self, params: Any, cfg: OptimConfig) -> torch.optim.Optimizer:
         """An optimiser from an :class:`OptimConfig`; its step schedule is applied each epoch."""
@@ -418,6 +434,7 @@ class Trainer:
             batch_size=max(self.config.train.batch_size, 32),
             device=self.device,
             amp=self.amp,
+            channels_last=self.channels_last,
             with_hd=self.config.train.val_hd,
         )
 

@@ -4,10 +4,12 @@ The checkpoint is selected on the same numbers the evaluation reports, with the 
 (:func:`ctxseg.evaluation.protocols.summarize_slices`): a class is scored on the slices whose
 target has it; a missed structure is Dice 0 and counts at the image diagonal in the HD mean;
 a slice where the class is predicted but absent from the target is not in that class's means.
-The one remaining difference from ``ctxseg evaluate`` is the slices: validation scores the
-slices the config names (``data.val_slices``, foreground only by default), evaluation every
-slice of the test cases; by the rule above both score the same slices of a class, except
-that validation never sees the false-positive slices that evaluation counts beside its means.
+Both run the same fast path (bf16 autocast where ``train.amp`` chooses it, recorded in
+``summary.json``). The one remaining difference from ``ctxseg evaluate`` is the slices:
+validation scores the slices the config names (``data.val_slices``, foreground only by
+default), evaluation every slice of the test cases; by the rule above both score the same
+slices of a class, except that validation never sees the false-positive slices that
+evaluation counts beside its means.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def validate_slices(
     batch_size: int = 32,
     device: torch.device | str | None = None,
     amp: bool = False,
+    channels_last: bool = False,
     with_hd: bool = True,
 ) -> dict[str, float]:
     """Mean per-slice Dice (and HD in pixels) of every foreground class, and their mean.
@@ -43,6 +46,7 @@ def validate_slices(
         batch_size: slices per forward pass.
         device: where to run the model.
         amp: bf16 autocast (the fast path of :func:`ctxseg.engine.inference.predict_labels`).
+        channels_last: channels-last batches (the model's own memory format).
         with_hd: also compute the Hausdorff distances (the slower part, on the CPU).
 
     Returns:
@@ -55,7 +59,9 @@ def validate_slices(
     """
     if images.shape[0] == 0:
         return {}
-    pred = predict_labels(model, images, batch_size=batch_size, device=device, amp=amp)
+    pred = predict_labels(
+        model, images, batch_size, device=device, amp=amp, channels_last=channels_last
+    )
     target = labels.cpu().numpy()
     metrics = slice_metrics(pred.cpu().numpy(), target, len(label_names), with_hd=with_hd)
     summary = summarize_slices(metrics, label_names, target.shape[1:])

@@ -29,6 +29,7 @@ import torch
 
 from ctxseg.data.store import PreparedStore
 from ctxseg.engine.distributed import resolve_device
+from ctxseg.engine.precision import inference_fast_path
 from ctxseg.evaluation import report
 from ctxseg.evaluation.protocols import score
 
@@ -120,6 +121,7 @@ def evaluate_run(
     batch_size: int = 32,
     data_root: str | Path | None = None,
     quiet: bool = False,
+    amp: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on a split under both protocols of SPEC §8.
 
@@ -132,6 +134,9 @@ def evaluate_run(
         data_root: the prepared store; default the one in the checkpoint's config
             (``data.root``, relative paths against the current directory).
         quiet: do not print the table.
+        amp: ``auto | bf16 | off``; default the run's ``train.amp``, so the checkpoint is
+            scored on the path that validated it
+            (:func:`ctxseg.engine.precision.inference_fast_path`).
 
     Returns:
         The summary (also written to ``summary.json``), with ``"out_dir"`` added.
@@ -158,6 +163,7 @@ def evaluate_run(
 
     dev = resolve_device(device)
     model, ckpt = load_model(ckpt_path, dev)
+    fast = inference_fast_path(model, ckpt, dev, amp)
     store = _open_store(ckpt, data_root)
     if int(ckpt["num_classes"]) != store.num_classes:
         raise ValueError(
@@ -176,7 +182,10 @@ def evaluate_run(
 
     start = time.perf_counter()
     images = torch.from_numpy(np.asarray(store.images[rows]))[:, None]  # (N, 1, H, W)
-    pred = np.asarray(predict_labels(model, images, batch_size, dev), dtype=np.uint8)  # (N, H, W)
+    pred = predict_labels(
+        model, images, batch_size, dev, amp=fast.bf16, channels_last=fast.channels_last
+    )
+    pred = np.asarray(pred, dtype=np.uint8)  # (N, H, W)
     predict_s = time.perf_counter() - start
     start = time.perf_counter()
     per_slice, per_case, summary = score(store, rows, pred)
@@ -195,6 +204,7 @@ def evaluate_run(
         "epoch": ckpt.get("epoch"),
         "data_root": str(store.root),
         "split_label": split_label(split),
+        "precision": fast.to_dict(),
         **summary,
         "seconds": {"predict": predict_s, "metrics": metrics_s},
     }
@@ -252,6 +262,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data-root", default=None, help="prepared store (default: data.root of the run's config)"
     )
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "off"),
+        default=None,
+        help="bf16 autocast: auto | bf16 | off (default: the run's train.amp, the path that "
+        "validated the checkpoint)",
+    )
     parser.set_defaults(func=_run_cli)
 
 
@@ -263,5 +280,6 @@ def _run_cli(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         data_root=args.data_root,
+        amp=args.amp,
     )
     return 0
