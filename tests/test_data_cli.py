@@ -18,6 +18,8 @@ def test_phantom_subcommands_call_prepare_phantom(monkeypatch, tmp_path, capsys,
     class FakeStore:
         root = tmp_path / "out"
         image_size = (8, 8)
+        meta = {"split_note": "no split lists: a seeded random split by patient (seed 5)"}
+        splits = {}
 
         def case_ids(self, split):
             return ["a"] if split == "train" else []
@@ -35,7 +37,9 @@ def test_phantom_subcommands_call_prepare_phantom(monkeypatch, tmp_path, capsys,
     argv = ["prepare", f"phantom-{kind}", "--out", str(tmp_path / "out"), "--cases", "3"]
     assert main([*argv, "--seed", "5", "--overwrite"]) == 0
     assert calls == [(kind, tmp_path / "out", 3, 5, True)]
-    assert "train 1 cases / 2 slices" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train 1 cases / 2 slices" in printed
+    assert "split: no split lists: a seeded random split by patient (seed 5)" in printed
 
 
 def test_parser_options():

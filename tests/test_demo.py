@@ -8,6 +8,7 @@ checkpoints go through the ``evaluate`` and ``predict`` verbs.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -20,15 +21,19 @@ from ctxseg.cli import main
 from ctxseg.data.phantoms import write_prostate_phantoms
 from ctxseg.data.store import PreparedStore
 from ctxseg.engine.checkpoint import load_model
+from ctxseg.engine.config import BUILTIN_CONFIGS, load_config
 from ctxseg.engine.inference import predict_labels
-from ctxseg.evaluation.demo import CONFIGS, METHODS, DemoSettings, _overrides
+from ctxseg.engine.precision import inference_fast_path
+from ctxseg.evaluation.demo import DEMO, METHODS, QUICK_DEMO
+from ctxseg.evaluation.methods import label_of
+from ctxseg.evaluation.reproduce import scaled_roi_overrides
 from ctxseg.metrics import dice_score, hausdorff_distance
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
     return out, json.loads((out / "demo.json").read_text())
 
 
@@ -42,32 +47,39 @@ def _same(a: float, b: float) -> bool:
 
 def test_demo_writes_table_figure_and_runs(demo, capsys):
     out, result = demo
-    assert [m["experiment"] for m in result["methods"]] == [e for e, _ in METHODS]
+    assert result["methods"] == list(METHODS)
     lines = (out / "demo.md").read_text().splitlines()
     assert lines[0].startswith("| method | slice Dice")
-    assert [line.split(" | ")[0] for line in lines[2:5]] == [f"| {label}" for _, label in METHODS]
-    assert (out / "overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for method in result["methods"]:
-        summary = json.loads((out / "runs" / method["experiment"] / "eval_test_best" /
-                              "summary.json").read_text())  # fmt: skip
-        assert summary["slice"]["mean"] == method["summary"]["slice"]["mean"]
-        row = next(line for line in lines if line.startswith(f"| {method['label']} |"))
-        assert row.split(" | ")[1] == f"{summary['slice']['mean']['dice']:.4f}"
+    assert [line.split(" | ")[0] for line in lines[2:5]] == [f"| {label_of(m)}" for m in METHODS]
+    assert (out / "overlays.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Seed-to-seed standard deviation" in (out / "demo.md").read_text()
+    for method in METHODS:
+        dice = []
+        for seed in QUICK_DEMO.seeds:
+            path = out / "runs" / method / f"seed{seed}" / "eval_test_best" / "summary.json"
+            dice.append(json.loads(path.read_text())["slice"]["mean"]["dice"])
+        row = next(line for line in lines if line.startswith(f"| {label_of(method)} |"))
+        expected = f"{np.mean(dice):.4f} ± {np.std(dice, ddof=1):.4f}"
+        assert row.split(" | ")[1] == expected
 
 
 def test_evaluate_equals_direct_metric_calls_on_saved_predictions(demo):
     out, result = demo
-    eval_dir = out / "runs" / "unet_ce" / "eval_test_best"
+    run = out / "runs" / "unet_ce" / "seed0"
+    eval_dir = run / "eval_test_best"
     summary = json.loads((eval_dir / "summary.json").read_text())
     store = PreparedStore.open(summary["data_root"])
     pred, rows = np.load(eval_dir / "pred.npy"), np.load(eval_dir / "rows.npy")
     np.testing.assert_array_equal(rows, store.indices("test"))
     target = np.asarray(store.labels[rows])
 
-    # The saved predictions are the best checkpoint's, on whole slices.
-    model, _ = load_model(out / "runs" / "unet_ce" / "checkpoint_best.pt", "cpu")
-    images = torch.from_numpy(np.asarray(store.images[rows]))[:, None]  # (N, 1, H, W)
-    np.testing.assert_array_equal(predict_labels(model, images, 8, "cpu").numpy(), pred)
+    # The saved predictions are the best checkpoint's, on whole slices, on the run's fast path.
+    model, ckpt = load_model(run / "checkpoint_best.pt", "cpu")
+    fast = inference_fast_path(model, ckpt, "cpu")
+    assert summary["precision"]["precision"] == fast.precision
+    images = torch.from_numpy(np.array(store.images[rows]))[:, None]  # (N, 1, H, W)
+    again = predict_labels(model, images, 8, "cpu", amp=fast.bf16, channels_last=fast.channels_last)
+    np.testing.assert_array_equal(again.numpy(), pred)
 
     with open(eval_dir / "per_slice.csv", newline="") as fh:
         per_slice = list(csv.DictReader(fh))
@@ -79,9 +91,13 @@ def test_evaluate_equals_direct_metric_calls_on_saved_predictions(demo):
     stats = summary["slice"]["classes"]["prostate"]
     assert stats["dice"]["n"] == present.sum()
     assert stats["dice"]["mean"] == pytest.approx(np.mean(np.array(dice)[present]))
-    finite = np.array(hd)[present]
-    finite = finite[np.isfinite(finite)]
-    assert _same(float(stats["hd"]["mean"]), float(finite.mean()) if finite.size else math.nan)
+    hd_present = np.array(hd)[present]
+    finite = hd_present[np.isfinite(hd_present)]
+    penalised = np.where(np.isinf(hd_present), math.hypot(*target.shape[1:]), hd_present)
+    assert _same(float(stats["hd"]["mean"]), float(penalised.mean()))
+    assert _same(
+        float(stats["hd"]["mean_detected"]), float(finite.mean()) if finite.size else math.nan
+    )
 
     with open(eval_dir / "per_case.csv", newline="") as fh:
         per_case = list(csv.DictReader(fh))
@@ -105,7 +121,7 @@ def test_evaluate_equals_direct_metric_calls_on_saved_predictions(demo):
 
 def test_cli_evaluate_val_last_and_predict(demo, tmp_path, capsys):
     out, _ = demo
-    run = out / "runs" / "unet_context_static"
+    run = out / "runs" / "unet_context_static" / "seed1"
     assert (
         main(["evaluate", str(run), "--split", "val", "--checkpoint", "last", "--device", "cpu"])
         == 0
@@ -132,15 +148,16 @@ def test_cli_evaluate_val_last_and_predict(demo, tmp_path, capsys):
     assert "checkpoint_best.pt" in capsys.readouterr().err
 
 
-def test_demo_settings_and_roi_scaling(tmp_path):
+def test_preset_settings_and_roi_scaling():
     with pytest.raises(ValueError, match="multiple of 32"):
-        DemoSettings(size=48)
+        dataclasses.replace(DEMO, size=48)
     with pytest.raises(ValueError, match="cases"):
-        DemoSettings(cases=2)
-    settings = DemoSettings(spacing=2.0)
-    static = _overrides(CONFIGS / "unet_context_static.yaml", tmp_path, settings, 0)
-    dynamic = _overrides(CONFIGS / "unet_context_dynamic.yaml", tmp_path, settings, 0)
-    assert "loss.roi_size=25" in static  # 50 px of 1 mm = 25 px of 2 mm
+        dataclasses.replace(DEMO, cases=2)
+    configs = BUILTIN_CONFIGS / "phantom-prostate"
+    static = scaled_roi_overrides(load_config(configs / "unet_context_static.yaml"), 2.0)
+    dynamic = scaled_roi_overrides(load_config(configs / "unet_context_dynamic.yaml"), 2.0)
+    assert static == ["loss.roi_size=25"]  # 50 px of 1 mm = 25 px of 2 mm
     assert {"loss.margin=2", "loss.min_size=8"} <= set(dynamic)
-    assert not any(o.startswith("loss.") for o in _overrides(CONFIGS / "unet_ce.yaml", tmp_path,
-                                                               settings, 0))  # fmt: skip
+    assert scaled_roi_overrides(load_config(configs / "unet_ce.yaml"), 2.0) == []
+    glgan = scaled_roi_overrides(load_config(configs / "seg_glgan_static.yaml"), 2.0)
+    assert glgan == ["adversarial.roi_size=40"]  # 25 px is below the pooled branch's 40

@@ -24,6 +24,7 @@ VERB_MODULES = (
     "ctxseg.engine.cli",  # train
     "ctxseg.evaluation.evaluate",  # evaluate
     "ctxseg.evaluation.table",  # table
+    "ctxseg.evaluation.reproduce",  # reproduce
     "ctxseg.engine.predict",  # predict
     "ctxseg.evaluation.demo",  # demo
 )

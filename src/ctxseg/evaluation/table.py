@@ -22,35 +22,10 @@ import yaml
 
 from ctxseg.engine.config import config_from_dict
 from ctxseg.evaluation import report
+from ctxseg.evaluation.methods import PAPER_TABLE1
 
 __all__ = ["PAPER_TABLE1", "collect_rows", "format_table", "register_cli"]
 
-# Murugesan et al., ISBI 2020, Table 1 (and the supplement's context-CE generator row):
-# data set -> experiment config name -> (Dice, HD).
-PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
-    "promise12": {
-        "unet_ce": (0.7964, 9.11),
-        "unet_wce": (0.8374, 7.82),
-        "unet_dice": (0.8166, 8.25),
-        "unet_focal": (0.8269, 8.00),
-        "unet_context_static": (0.861, 6.91),
-        "unet_context_dynamic": (0.861, 7.30),
-        "gan": (0.7877, 8.76),
-        "seg_glgan_static": (0.8019, 8.40),
-        "seg_glgan_dynamic": (0.86, 7.01),
-        "seg_glgan_static_context": (0.8158, 7.93),
-    },
-    "acdc": {
-        "unet_ce": (0.822, 5.69),
-        "unet_wce": (0.8385, 5.31),
-        "unet_focal": (0.8245, 5.48),
-        "unet_context_static": (0.85, 4.55),
-        "unet_context_dynamic": (0.8402, 5.30),
-        "gan": (0.833, 4.70),
-        "seg_glgan_static": (0.835, 4.69),
-        "seg_glgan_dynamic": (0.856, 4.38),
-    },
-}
 # The paper's row order; other experiments follow in the order given.
 ROW_ORDER = tuple(PAPER_TABLE1["promise12"])
 
