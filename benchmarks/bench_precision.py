@@ -10,6 +10,9 @@ FLOPs (counted by ``torch.utils.flop_counter``) and the fraction of the machine'
 the step reaches, the peak being a measured large matrix product in the same precision.
 
     python benchmarks/bench_precision.py [--quick] [--rounds N] [--threads T] [--sizes 128 160]
+                                         [--device cpu|cuda]
+
+On CUDA the fast path is bf16 autocast with channels-last and fused Adam, as training uses it.
 """
 
 from __future__ import annotations
@@ -63,22 +66,26 @@ def make_store(root: Path, image: torch.Tensor, target: torch.Tensor) -> Path:
 
 def step_fn(
     loss: dict, adversarial: dict | None, path: dict, store: Path, run_dir: Path,
-    image: torch.Tensor, target: torch.Tensor,
+    image: torch.Tensor, target: torch.Tensor, device: str = "cpu",
 ) -> tuple[Callable[[], None], str]:  # fmt: skip
     """One training step of the trainer the sections select, and its fast-path description."""
     raw = {
         "experiment": "bench",
         "data": {"root": str(store)},
         "loss": loss,
-        "train": {"batch_size": BATCH, "device": "cpu", **path},
+        "train": {"batch_size": BATCH, "device": device, **path},
         "adversarial": adversarial,
     }
     trainer = create_trainer(config_from_dict(raw), run_dir, quiet=True)
+    image, target = image.to(trainer.device), target.to(trainer.device)
     if trainer.channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
+    cuda = trainer.device.type == "cuda"
 
     def step() -> None:
         trainer.train_step(image, target)
+        if cuda:  # time the work, not its launch
+            torch.cuda.synchronize(trainer.device)
 
     return step, trainer.fast.reason
 
@@ -91,12 +98,19 @@ def step_flops(step: Callable[[], None]) -> int:
     return counter.get_total_flops()
 
 
-def peak_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """Measured FLOP/s of an n x n matrix product in ``dtype`` (the reference peak)."""
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
-    torch.mm(a, b)  # warm-up
-    times = [timed(lambda: torch.mm(a, b)) for _ in range(reps)]
+def peak_flops(dtype: torch.dtype, device: str = "cpu", reps: int = 5) -> float:
+    """Measured FLOP/s of a large square matrix product in ``dtype`` (the reference peak)."""
+    n = 8192 if device == "cuda" else 2048
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+
+    def product() -> None:
+        torch.mm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    product()  # warm-up
+    times = [timed(product) for _ in range(reps)]
     return 2 * n**3 / min(times)
 
 
@@ -107,16 +121,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 160])
     parser.add_argument("--methods", nargs="+", default=None, help="subset of the method names")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.rounds, args.sizes = 2, [128]
     print(machine_line())
-    peak = {"fp32": peak_flops(torch.float32), "bf16": peak_flops(torch.bfloat16)}
+    if args.device == "cuda":
+        print(f"device: {torch.cuda.get_device_name()}")
+        torch.backends.cuda.matmul.allow_tf32 = False  # an fp32 peak, not TF32's
+    peak = {"fp32": peak_flops(torch.float32, args.device),
+            "bf16": peak_flops(torch.bfloat16, args.device)}  # fmt: skip
     print(
-        f"measured peak (2048^2 matrix product): fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, "
-        f"bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s"
+        f"measured peak (large matrix product on {args.device}): fp32 "
+        f"{peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s"
     )
     header = (
         f"{'size':>4}  {'method':<18} {'fp32 sl/s':>9} {'fast sl/s':>9} {'ratio':>6} "
@@ -134,7 +153,7 @@ def main() -> None:
             for i, (name, (loss, adv)) in enumerate(chosen.items()):
                 for tag, path in (("fp32", FP32), ("fast", FAST)):
                     run = Path(tmp) / f"run{i}{tag}"
-                    fn, why = step_fn(loss, adv, path, store, run, image, target)
+                    fn, why = step_fn(loss, adv, path, store, run, image, target, args.device)
                     fns[(name, tag)] = fn
                     reason = why if tag == "fast" else reason
                 flops[name] = step_flops(fns[(name, "fp32")])
