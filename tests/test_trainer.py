@@ -15,6 +15,7 @@ from ctxseg.data.store import PreparedCase, PreparedStore, write_store
 from ctxseg.engine.checkpoint import load_checkpoint, load_model
 from ctxseg.engine.config import load_config
 from ctxseg.engine.inference import predict_labels
+from ctxseg.engine.precision import inference_fast_path
 from ctxseg.engine.sampling import epoch_seed
 from ctxseg.engine.trainer import NonFiniteError, Trainer
 from ctxseg.metrics import dice_score_batch
@@ -22,20 +23,23 @@ from ctxseg.metrics import dice_score_batch
 SIZE = 32
 
 
-def make_store(root: Path, seed: int = 0, cases: int = 5, slices: int = 3) -> Path:
+def make_store(
+    root: Path, seed: int = 0, cases: int = 5, slices: int = 3, size: int = SIZE
+) -> Path:
     """A tiny 3-class store of 32x32 slices: a disc (class 1) with a ring around it (class 2).
 
     Cases 0..cases-3 train, then one val and one test case; the last slice of every case is
     empty (no foreground), so the foreground-only selection is exercised.
     """
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:SIZE, :SIZE]
+    yy, xx = np.mgrid[:size, :size]
     prepared = []
     for i in range(cases):
-        image = rng.uniform(0, 0.2, (slices, SIZE, SIZE)).astype(np.float32)
-        label = np.zeros((slices, SIZE, SIZE), np.uint8)
+        image = rng.uniform(0, 0.2, (slices, size, size)).astype(np.float32)
+        label = np.zeros((slices, size, size), np.uint8)
         for z in range(slices - 1):
-            cy, cx, r = rng.integers(10, 22), rng.integers(10, 22), rng.integers(3, 6)
+            cy, cx = rng.integers(10, size - 10, 2)
+            r = rng.integers(3, 6)
             dist = np.hypot(yy - cy, xx - cx)
             label[z][dist < r + 3] = 2
             label[z][dist < r] = 1
@@ -62,7 +66,8 @@ def write_config(path: Path, root: Path, **sections: dict) -> Path:
         "train": {"epochs": 2, "batch_size": 3, "device": "cpu"},
     }
     for key, value in sections.items():
-        merge = isinstance(value, dict) and key != "loss"  # a loss section replaces the default
+        # A loss section replaces the default; a section the default lacks is added as it is.
+        merge = isinstance(value, dict) and key != "loss" and key in raw
         raw[key] = {**raw[key], **value} if merge else value
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -117,7 +122,13 @@ def test_cli_one_epoch_writes_a_complete_run_folder(store_root: Path, tmp_path: 
     assert best["best"] == {"value": pytest.approx(float(rows[0]["val_dice_mean"])), "epoch": 1}
     store = PreparedStore.open(store_root)
     val = store.indices("val", foreground_only=True)
-    pred = predict_labels(model, np.asarray(store.images[val])[:, None])
+    fast = inference_fast_path(model, best, "cpu")  # the path validation ran on
+    pred = predict_labels(
+        model,
+        np.asarray(store.images[val])[:, None],
+        amp=fast.bf16,
+        channels_last=fast.channels_last,
+    )
     dice = dice_score_batch(pred, np.asarray(store.labels[val]), [1, 2])
     for label, name in ((1, "disc"), (2, "ring")):
         assert float(rows[0][f"val_dice_{name}"]) == pytest.approx(np.nanmean(dice[label]))
