@@ -57,6 +57,8 @@ def _per_axis(
                 f"spacing must have {ndim} values for a {ndim}-D target, got {spacing}"
             )
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a length in mm >= 0, got {value!r}")
             return voxel_sides(value, spacing, minimum)
         raise ValueError(f"with a spacing, {name} is one length in mm, got {value!r}")
     values = (value,) * ndim if isinstance(value, int) else value
