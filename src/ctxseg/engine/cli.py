@@ -17,6 +17,7 @@ _VERB_MODULES = (
     "ctxseg.engine.predict",
     "ctxseg.engine.demo",
     "ctxseg.engine.table",
+    "ctxseg.integrations.nnunet.cli",
 )
 
 
