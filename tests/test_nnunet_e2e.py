@@ -125,9 +125,12 @@ def test_plan_train_and_predict_with_the_context_ce_trainer(tmp_path: Path) -> N
         nnUNet_preprocessed=str(tmp_path / "preprocessed"),
         nnUNet_results=str(tmp_path / "results"),
         nnUNet_extTrainer=os.pathsep.join([str(trainer_path()), str(extra)]),
-        nnUNet_n_proc_DA="0",  # augment in the main process: no worker processes on CI
+        nnUNet_n_proc_DA="1",  # planning sets torch's threads to it: must be >= 1
+        nnUNet_def_n_proc="1",  # the final validation's export pool: 8 spawned workers otherwise
         nnUNet_compile="f",
     )
+    # Training augments in the main process with 0 (no worker processes on a 2-core CI box).
+    train_env = {**env, "nnUNet_n_proc_DA": "0"}
     bin_dir = Path(sys.executable).parent
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -141,7 +144,7 @@ def test_plan_train_and_predict_with_the_context_ce_trainer(tmp_path: Path) -> N
         out = run(
             [str(bin_dir / "nnUNetv2_train"), str(DATASET_ID), config, "0", "-tr", SHORT_TRAINER,
              "-device", "cpu"],
-            env,
+            train_env,
             logs / f"train_{config}.txt",
         )  # fmt: skip
         # Our loss was built, with the default settings, and the epoch's loss is a number.
@@ -155,7 +158,7 @@ def test_plan_train_and_predict_with_the_context_ce_trainer(tmp_path: Path) -> N
         run(
             [str(bin_dir / "nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(pred_dir),
              "-d", str(DATASET_ID), "-c", config, "-f", "0", "-tr", SHORT_TRAINER, "-device",
-             "cpu", "--disable_progress_bar"],
+             "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"],
             env,
             logs / f"predict_{config}.txt",
         )  # fmt: skip
