@@ -286,6 +286,8 @@ def test_context_size_arguments_are_checked_when_built() -> None:
         build_loss("context", 3, roi="dynamic", margin=-2.0, spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="min_size"):
         build_loss("context", 3, roi="dynamic", min_size=(2, 2), spacing=(1.0, 1.0))
+    with pytest.raises(ValueError, match=r"margin needs one value per axis \(2 or 3\)"):
+        build_loss("context", 3, roi="dynamic", margin=(1, 1, 1, 1))
     loss = build_loss("context", 3, roi="static", roi_size=(2, 4, 4))
     with pytest.raises(ValueError, match="or 2 such ints"):  # 3 sides for 2-D input
         loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))

@@ -99,6 +99,8 @@ def check_sizes(
         if spacing is not None:
             ndim = len(spacing)
         elif isinstance(value, (tuple, list)):
+            if len(value) not in (2, 3):
+                raise ValueError(f"{name} needs one value per axis (2 or 3), got {value!r}")
             ndim = len(value)
         else:
             ndim = 2  # one int stands for every axis: any count of axes checks it the same
