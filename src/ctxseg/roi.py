@@ -115,10 +115,39 @@ def _shift_inside(start: torch.Tensor, length: int, extent: int) -> torch.Tensor
     return start.clamp(min=0, max=extent - length)
 
 
-def _line_counts(fg: torch.Tensor, axis: int) -> torch.Tensor:
-    """Foreground voxels in each line across ``axis``: ``(B, *S) -> (B, S[axis - 1])``."""
-    others = tuple(d for d in range(1, fg.dim()) if d != axis)
-    return fg.sum(dim=others)  # (B, N)
+def _axis_profiles(fg: torch.Tensor, count: bool) -> list[torch.Tensor]:
+    """``fg`` reduced onto each spatial axis: per line, its foreground count or whether it has any.
+
+    Two passes over the volume, whatever its dimension: one over the last axis (giving the
+    profiles of all other axes from a smaller tensor) and one over the first spatial axis (then
+    over the next ones of the smaller result) for the last axis' profile.
+
+    Args:
+        fg: foreground mask.
+        count: True for counts (int64), False for any (bool).
+
+    Shape:
+        - fg: ``(B, *S)`` bool.
+        - Output: one ``(B, S[a])`` tensor per spatial axis ``a``.
+    """
+
+    def reduce(x: torch.Tensor, dim: int) -> torch.Tensor:
+        return x.sum(dim=dim) if count else x.any(dim=dim)
+
+    ndim = fg.dim() - 1
+    inner = reduce(fg, -1)  # (B, S[0], ..., S[n-2])
+    profiles = []
+    for axis in range(1, ndim):  # every spatial axis but the last, from ``inner``
+        profile = inner
+        for dim in range(profile.dim() - 1, 0, -1):
+            if dim != axis:
+                profile = reduce(profile, dim)
+        profiles.append(profile)  # (B, S[axis - 1])
+    last = fg
+    while last.dim() > 2:
+        last = reduce(last, 1)
+    profiles.append(last)  # (B, S[-1])
+    return profiles
 
 
 def _static_interval(counts: torch.Tensor, side: int) -> torch.Tensor:
@@ -239,7 +268,6 @@ def roi_boxes(
     margins = _per_axis("margin", margin, ndim, spacing, minimum=0)
     min_sizes = _per_axis("min_size", min_size, ndim, spacing, minimum=1)
     fg = target > 0  # (B, *S)
-    has_roi = fg.flatten(1).any(dim=1)  # (B,)
     if mode == "static":
         if size is None:
             raise ValueError("static ROI needs a size >= 1, got None")
@@ -247,14 +275,17 @@ def roi_boxes(
         if any(s > e for s, e in zip(sides, extents, strict=True)):
             shape = "x".join(map(str, extents))
             raise ValueError(f"static ROI size {size} does not fit in a {shape} image")
-        counts = fg.long()  # (B, *S)
-        starts = [_static_interval(_line_counts(counts, a + 1), sides[a]) for a in range(ndim)]
+        counts = _axis_profiles(fg, count=True)  # ndim x (B, N_a)
+        has_roi = counts[0].sum(dim=1) > 0  # (B,)
+        starts = [_static_interval(counts[a], sides[a]) for a in range(ndim)]
         stops = [start + side for start, side in zip(starts, sides, strict=True)]
         return torch.stack(starts + stops, dim=1), has_roi  # (B, 2 * ndim)
+    present_lines = _axis_profiles(fg, count=False)  # ndim x (B, N_a) bool
+    has_roi = present_lines[0].any(dim=1)  # (B,)
     starts, stops = [], []
     for a in range(ndim):  # a loop over the 2 or 3 axes, never over samples
         index = torch.arange(extents[a], device=target.device)
-        present = _line_counts(fg, a + 1) > 0  # (B, N_a)
+        present = present_lines[a]  # (B, N_a)
         start, stop = _dynamic_interval(present, index, margins[a], min_sizes[a])
         starts.append(start)
         stops.append(stop)
