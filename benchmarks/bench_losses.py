@@ -8,7 +8,9 @@ of them alike; the median step time of each and its ratio to CE are printed (tar
 than the loss itself, the loss alone (forward + backward on fixed logits) is timed the same way.
 
 It also prints the training throughput (slices/s) of the dynamic-ROI context loss at batch 16
-against batch 1, the batch size the authors' per-sample cropping forced on them.
+against batch 1, the batch size the authors' per-sample cropping forced on them, and the loss
+alone on a 3-D nnU-Net-sized batch (2 x 3 x 64 x 128 x 128 logits, issue 11) for CE, Dice and
+their context forms.
 
     python benchmarks/bench_losses.py [--quick] [--rounds N] [--threads T]
 """
@@ -65,6 +67,44 @@ def loss_only_fn(loss_kwargs: dict, target: torch.Tensor) -> Callable[[], None]:
     return step
 
 
+VOLUME = (2, 3, 64, 128, 128)  # B, C, D, H, W: a typical nnU-Net 3d_fullres batch on a GPU
+VOLUME_CANDIDATES: dict[str, dict] = {
+    "ce": {"name": "ce"},
+    "context ce static 48": {"name": "context", "roi": "static", "roi_size": (24, 48, 48)},
+    "context ce dynamic": {"name": "context", "roi": "dynamic", "margin": 4},
+    "dice": {"name": "dice"},
+    "context dice dynamic": {"name": "context", "base": "dice", "roi": "dynamic", "margin": 4},
+}
+
+
+def volume_loss_fn(loss_kwargs: dict, target: torch.Tensor) -> Callable[[], None]:
+    """The loss forward and backward on fixed 3-D logits, target given as (B, 1, D, H, W)."""
+    logits = torch.randn(*VOLUME, requires_grad=True)
+    loss_fn = build_loss(num_classes=VOLUME[1], **loss_kwargs)
+    target = target.unsqueeze(1)  # (B, 1, D, H, W), the form nnU-Net and MONAI pass
+
+    def step() -> None:
+        logits.grad = None
+        loss_fn(logits, target).backward()
+
+    return step
+
+
+def volume_target() -> torch.Tensor:
+    """Two volumes: an ellipsoid of label 1 holding a smaller one of label 2."""
+    batch, _, depth, height, width = VOLUME
+    z, y, x = torch.meshgrid(
+        *(torch.arange(n, dtype=torch.float32) for n in (depth, height, width)), indexing="ij"
+    )
+    target = torch.zeros(batch, depth, height, width, dtype=torch.long)  # (B, D, H, W)
+    for b, (cz, cy, cx) in enumerate([(30, 60, 70), (20, 50, 40)]):
+        outer = ((z - cz) / 12) ** 2 + ((y - cy) / 30) ** 2 + ((x - cx) / 25) ** 2 < 1
+        inner = ((z - cz) / 5) ** 2 + ((y - cy) / 10) ** 2 + ((x - cx) / 8) ** 2 < 1
+        target[b][outer] = 1
+        target[b][inner] = 2
+    return target
+
+
 def main() -> None:
     args = parse_step_args(__doc__.splitlines()[0], rounds=5)
     rounds = args.rounds
@@ -106,6 +146,14 @@ def main() -> None:
     print(f"  batch 16: {BATCH / t16:8.2f} slices/s  (median step {1000 * t16:.1f} ms)")
     print(f"  batch  1: {1 / t1:8.2f} slices/s  (median step {1000 * t1:.1f} ms)")
     print(f"  speed-up of batch 16 over batch 1: {BATCH * t1 / t16:.2f}x")
+
+    target3 = volume_target()
+    volume_times = interleaved(
+        {name: volume_loss_fn(kw, target3) for name, kw in VOLUME_CANDIDATES.items()},
+        rounds=rounds,
+        per_round=2,
+    )
+    report(f"3-D loss alone, logits {VOLUME}, target (B, 1, D, H, W)", volume_times, "ce")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (shared machine: noisy figures)")
 
 

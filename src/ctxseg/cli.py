@@ -27,6 +27,7 @@ VERB_MODULES = (
     "ctxseg.evaluation.reproduce",  # reproduce
     "ctxseg.engine.predict",  # predict
     "ctxseg.evaluation.demo",  # demo
+    "ctxseg.integrations.nnunet.cli",  # nnunet-path
 )
 
 

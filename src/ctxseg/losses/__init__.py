@@ -2,7 +2,9 @@
 
 Every loss is called as ``loss(logits (B, C, H, W), target (B, H, W) int64) -> scalar`` and
 has ``loss.parts(logits, target) -> dict`` with ``"loss"`` (and ``"global"``, ``"roi"`` for the
-context loss), computed in one pass.
+context loss), computed in one pass. The same holds in 3-D (logits ``(B, C, D, H, W)``, target
+``(B, D, H, W)``), and the target may also come as MONAI passes it: ``(B, 1, ...)`` label maps
+or one-hot ``(B, C, ...)``.
 
 Example:
     >>> loss = build_loss("context", 2, base="ce", roi="static", roi_size=50)
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 LOSSES = ("ce", "wce", "dice", "focal", "context")
-_CONTEXT_KEYS = ("roi", "roi_size", "margin", "min_size", "lambda_roi")
+_CONTEXT_KEYS = ("roi", "roi_size", "margin", "min_size", "lambda_roi", "spacing")
 
 
 def _construct(name: str, cls: type, num_classes: int, kwargs: dict[str, Any]) -> Any:
@@ -59,9 +61,10 @@ def build_loss(name: str, num_classes: int, **kwargs: Any) -> SegmentationLoss:
             - ``dice``: ``variant`` (``"soft"`` / ``"log_jaccard"``), ``include_background``,
               ``smooth_nr``, ``smooth_dr``, ``eps``, ``batch``.
             - ``focal``: ``gamma``, ``alpha`` (scalar or per class).
+            - ``ce`` / ``wce``: ``ignore_index`` (a label left out everywhere).
             - ``context``: ``base`` (one of the other names, default ``"ce"``), ``roi``,
-              ``roi_size``, ``margin``, ``min_size``, ``lambda_roi``, plus the base's own
-              arguments.
+              ``roi_size``, ``margin``, ``min_size``, ``lambda_roi``, ``spacing`` (sizes in
+              mm), plus the base's own arguments.
 
             ``class_frequencies`` (C pixel counts or fractions of the training set) is accepted
             by every name and used only by ``wce`` with ``weights="auto"``.

@@ -26,24 +26,25 @@ def masked_mean(
     masked weight) is empty gives 0, never NaN.
 
     Shape:
-        - values, weights, mask: ``(B, H, W)``.
+        - values, weights, mask: ``(B, *S)`` (``*S`` = H, W or D, H, W).
         - Output: ``(B,)``.
     """
     m = mask.to(values.dtype)
     if weights is not None:
         m = m * weights
-    total = (values * m).sum(dim=(1, 2))  # (B,)
-    return total / m.sum(dim=(1, 2)).clamp(min=torch.finfo(values.dtype).tiny)
+    dims = tuple(range(1, values.dim()))  # the spatial axes
+    total = (values * m).sum(dim=dims)  # (B,)
+    return total / m.sum(dim=dims).clamp(min=torch.finfo(values.dtype).tiny)
 
 
 def one_hot(target: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
     """One-hot encoding of a label map with the class axis second.
 
     Shape:
-        - target: ``(B, H, W)`` int64.
-        - Output: ``(B, C, H, W)``.
+        - target: ``(B, *S)`` int64.
+        - Output: ``(B, C, *S)``.
     """
-    return F.one_hot(target, num_classes).permute(0, 3, 1, 2).to(dtype)  # (B, C, H, W)
+    return F.one_hot(target, num_classes).movedim(-1, 1).to(dtype)  # (B, C, *S)
 
 
 def overlap_sums(
@@ -60,14 +61,14 @@ def overlap_sums(
         ``(intersection, pred_sum, target_sum)``.
 
     Shape:
-        - probs, onehot: ``(B, C, H, W)``; mask ``(B, H, W)`` bool.
+        - probs, onehot: ``(B, C, *S)``; mask ``(B, *S)`` bool (``*S`` = H, W or D, H, W).
         - Output: ``(B, C)`` each.
     """
     if mask is not None:
-        m = mask.unsqueeze(1).to(probs.dtype)  # (B, 1, H, W)
+        m = mask.unsqueeze(1).to(probs.dtype)  # (B, 1, *S)
         probs = probs * m
         onehot = onehot * m
-    dims = (2, 3)
+    dims = tuple(range(2, probs.dim()))
     return (probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims)
 
 

@@ -42,7 +42,9 @@ class DiceLoss(SegmentationLoss):
             log_jaccard (as the authors).
 
     Shape:
-        - logits: ``(B, C, H, W)``; target ``(B, H, W)`` int64; output scalar.
+        - logits: ``(B, C, H, W)`` or ``(B, C, D, H, W)``; target ``(B, H, W)`` /
+          ``(B, D, H, W)`` int64 (or another form of :meth:`SegmentationLoss.label_map`);
+          output scalar.
     """
 
     def __init__(
@@ -89,8 +91,8 @@ class DiceLoss(SegmentationLoss):
     def global_and_roi(
         self, logits: torch.Tensor, target: torch.Tensor, roi_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        probs = torch.softmax(logits.float(), dim=1)  # (B, C, H, W)
-        onehot = one_hot(target, self.num_classes, probs.dtype)  # (B, C, H, W)
+        probs = torch.softmax(logits.float(), dim=1)  # (B, C, *S)
+        onehot = one_hot(target, self.num_classes, probs.dtype)  # (B, C, *S)
         sums = overlap_sums(probs, onehot)  # 3 x (B, C)
         if self.batch:
             whole = self._from_sums(*(s.sum(dim=0) for s in sums))  # over (C,) sums

@@ -26,7 +26,9 @@ class FocalLoss(PixelwiseLoss):
         alpha: scalar factor or one non-negative factor per class.
 
     Shape:
-        - logits: ``(B, C, H, W)``; target ``(B, H, W)`` int64; output scalar.
+        - logits: ``(B, C, H, W)`` or ``(B, C, D, H, W)``; target ``(B, H, W)`` /
+          ``(B, D, H, W)`` int64 (or another form of :meth:`SegmentationLoss.label_map`);
+          output scalar.
     """
 
     def __init__(
@@ -51,8 +53,8 @@ class FocalLoss(PixelwiseLoss):
     def pixel_terms(
         self, logits: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        log_probs = F.log_softmax(logits.float(), dim=1)  # (B, C, H, W)
-        log_pt = log_probs.gather(1, target.unsqueeze(1)).squeeze(1)  # (B, H, W)
+        log_probs = F.log_softmax(logits.float(), dim=1)  # (B, C, *S)
+        log_pt = log_probs.gather(1, target.unsqueeze(1)).squeeze(1)  # (B, *S)
         values = (1.0 - log_pt.exp()).clamp(min=0).pow(self.gamma) * -log_pt
         factor = (
             self.alpha if self.class_alpha is None else self.class_alpha.to(target.device)[target]
