@@ -13,9 +13,9 @@ Everything else comes from ``configs/phantom-prostate/<experiment>.yaml``. The n
 what a short run gives, not the paper's; ``ctxseg train`` with the configs as they are runs the
 full protocol.
 
-Output folder (default ``runs/demo``): ``data/phantom-prostate`` (the store), ``runs/<experiment>``
-(each run folder with its ``eval_test_best``), ``demo.md`` and ``demo.json`` (the table),
-``overlay.png``.
+Output folder (default ``outputs/demo``, as ``make demo``): ``data/phantom-prostate`` (the
+store), ``runs/<experiment>`` (each run folder with its ``eval_test_best``), ``demo.md`` and
+``demo.json`` (the table), ``overlay.png``.
 """
 
 from __future__ import annotations
@@ -201,8 +201,12 @@ def _table(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
+#: The demo's output folder when none is given (``make demo`` uses the same).
+DEFAULT_OUT = "outputs/demo"
+
+
 def run_demo(
-    out_dir: str | Path = "runs/demo",
+    out_dir: str | Path = DEFAULT_OUT,
     quick: bool = False,
     device: str | None = "cpu",
     seed: int = 0,
@@ -306,14 +310,34 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="prepare a phantom, train CE and context CE briefly, compare (CPU, minutes)",
-        description=__doc__.split("\n\n")[1],
+        description=(
+            "Prepares a small prostate phantom (synthetic PROMISE12-layout scans, prepared by the "
+            "same code as real data), trains three U-Nets with the same seed - cross-entropy, "
+            "context CE with a static ROI and context CE with a dynamic ROI (the paper's Table 1) "
+            "- evaluates each on the test split per 2-D slice and per 3-D case, prints a "
+            "side-by-side table and draws an overlay figure. Shortened to run in minutes on a "
+            "CPU: 64 x 64 slices at 2 mm, 20 epochs at learning rate 1e-3."
+        ),
     )
-    parser.add_argument("--out", default="runs/demo", metavar="DIR", help="default runs/demo")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, about a minute")
-    parser.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, help="override the epochs of every method")
-    parser.add_argument("--configs", metavar="DIR", help="folder of the unet_*.yaml configs")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the phantoms, the split and every training run (default: 0)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="epochs of every method (default: 20; with --quick 1)"
+    )
+    parser.add_argument(
+        "--configs",
+        metavar="DIR",
+        help="folder of the unet_*.yaml configs (default: the shipped phantom-prostate ones)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run_cli)
 
