@@ -117,15 +117,7 @@ class RunLog:
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        try:
-            write_text(self.path, buffer.getvalue())
-        except OSError as err:  # a write to an open file names no path: name the log
-            for tmp in self.path.parent.glob(f".{self.path.name}.tmp{os.getpid()}"):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-            if err.filename is not None:
-                raise
-            raise os_error_at(err, self.path, " (the previous file is kept)") from err
+        write_text(self.path, buffer.getvalue())  # atomic; a failure names the file
 
     def plot(self) -> None:
         """Draw ``progress.png``: the training loss parts and the validation Dice per epoch."""
