@@ -48,7 +48,7 @@ from ctxseg.engine.checkpoint import (
 from ctxseg.engine.config import Config, OptimConfig, config_differences
 from ctxseg.engine.distributed import DistContext, resolve_device
 from ctxseg.engine.progress import RunLog, remove_partial_logs
-from ctxseg.engine.run_lock import RunLock
+from ctxseg.engine.run_lock import LOCK_NAME, RunLock
 from ctxseg.engine.sampling import epoch_plan, epoch_seed, shard_batches
 from ctxseg.engine.stores import open_store
 from ctxseg.engine.validation import validate_slices
@@ -234,6 +234,11 @@ class Trainer:
         """Lock the run folder (rank 0; one process per folder) and clear a killed run's debris."""
         self._lock: RunLock | None = None
         self._new_run_dir = not self.run_dir.exists()
+        # A run began here before (its config, log or a killed process's lock is there): with
+        # no checkpoint yet, --resume starts it from epoch 0. Every rank looks before rank 0 locks.
+        traces = ("config.yaml", "metrics.csv", LOCK_NAME)
+        self._began_here = any((self.run_dir / name).exists() for name in traces)
+        self.dist.barrier()
         if not self.is_main:
             return
         self._lock = RunLock(self.run_dir).acquire()
@@ -339,7 +344,7 @@ class Trainer:
     def _resume(self) -> int | None:
         path = self.run_dir / "checkpoint_last.pt"
         if not path.is_file():
-            if (self.run_dir / "config.yaml").is_file():  # stopped before its first checkpoint
+            if self._began_here:  # stopped before its first checkpoint: nothing to lose
                 log.info("%s: no checkpoint yet: resuming from epoch 0", self.run_dir)
                 return None
             raise FileNotFoundError(f"nothing to resume: {path} does not exist")
