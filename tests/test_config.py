@@ -86,6 +86,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
             "train.epochs=3",
             "loss.weights=[1, 3]",
             "adversarial.lambda_adv=2",  # adversarial was absent: created with defaults
+            "experiment=x_gan",  # a discriminator makes another kind of experiment: new name
         ],
     )
     assert config.loss.lambda_roi == 0.5
@@ -97,6 +98,12 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert config.adversarial.optim == OptimConfig()
     assert config.loss.kwargs() == {"lambda_roi": 0.5, "weights": [1.0, 3.0]}
     assert config.dataset_name() == "p"
+    assert config.experiment == "x_gan"
+    assert config.derived_from == (
+        f"x ({path}) with --set loss.lambda_roi=0.5 --set loss.weights=[1, 3] --set "
+        "adversarial.lambda_adv=2: loss ce, no discriminator -> loss ce, context discriminator "
+        "(static ROI)"
+    )
     assert isinstance(config, Config)
 
 

@@ -52,6 +52,39 @@ def test_parser_options():
     assert (args.size, args.spacing) == (128, 1.0)
     with pytest.raises(SystemExit):
         parser.parse_args(["prepare", "promise12", "--out", "o"])  # --raw is required
+    nnunet = ["prepare", "nnunet", "--raw", "r", "--out", "o"]
+    assert parser.parse_args(nnunet).spacing is None
+    assert parser.parse_args([*nnunet, "--spacing", "keep", "1.5", "1"]).spacing == [None, 1.5, 1]
+    for bad in (["0", "1", "1"], ["1", "1"], ["x", "1", "1"], ["1", "1", ".inf"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*nnunet, "--spacing", *bad])
+
+
+def test_nnunet_spacing_reaches_the_preparer(monkeypatch, tmp_path):
+    """``prepare nnunet --spacing Z Y X`` (documented in docs/data-format.md) is passed on."""
+    calls = []
+
+    def prepare_nnunet(raw, out, **kwargs):
+        calls.append(kwargs)
+        raise ValueError("stop here")
+
+    fake = types.ModuleType("ctxseg.data.nnunet")
+    fake.prepare_nnunet = prepare_nnunet
+    monkeypatch.setitem(sys.modules, "ctxseg.data.nnunet", fake)
+    argv = [
+        "prepare",
+        "nnunet",
+        "--raw",
+        "r",
+        "--out",
+        str(tmp_path),
+        "--spacing",
+        "keep",
+        "2",
+        "2",
+    ]
+    assert main(argv) == 2
+    assert calls[0]["spacing"] == (None, 2.0, 2.0) and calls[0]["size"] is None
 
 
 def test_errors_are_one_line(tmp_path, capsys):

@@ -273,7 +273,7 @@ def test_checkpoints_are_atomic_and_links_independent(tmp_path: Path) -> None:
     assert load_checkpoint(last)["ctxseg_version"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temp files
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pt: not a readable checkpoint"):
+    with pytest.raises(ValueError, match="junk.pt: not a PyTorch checkpoint file"):
         load_checkpoint(tmp_path / "junk.pt")
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from ctxseg import __version__
 from ctxseg.errors import CLIError
 
-__all__ = ["VERB_MODULES", "CLIError", "build_parser", "main"]
+__all__ = ["VERB_MODULES", "CLIError", "build_parser", "describe_os_error", "main"]
 
 #: The modules that add one or more verbs, in the order ``ctxseg --help`` lists them.
 VERB_MODULES = (
@@ -44,7 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for an ``OSError``: the path(s) and the cause, never ``[Errno N]``."""
+    if err.filename is None:
+        return err.strerror if err.errno is not None and err.strerror else str(err)
+    where = str(err.filename)
+    if err.filename2 is not None:
+        where += f" -> {err.filename2}"
+    return f"{where}: {err.strerror or err}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb. Exit status: 0 done, 2 refused or failed (one line on stderr naming the
+    file and the problem, no traceback), 130 interrupted (Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -54,9 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         result = args.func(args)
-    except (CLIError, ValueError, FileNotFoundError, FileExistsError) as err:
+    except (CLIError, ValueError) as err:
         print(f"ctxseg {args.verb}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a missing file, a full disk, a read-only folder, ...
+        print(f"ctxseg {args.verb}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ctxseg {args.verb}: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

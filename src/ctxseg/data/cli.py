@@ -8,39 +8,75 @@ from pathlib import Path
 
 from ctxseg.data.store import PreparedStore
 
+DESCRIPTION = (
+    "Turn raw scans (or built-in phantoms) into a prepared store: every slice resampled, "
+    "normalised and cropped, in memory-mappable arrays with the splits and the geometry to map "
+    "predictions back. The store is built in a temporary folder and renamed into place, so a "
+    "failure never leaves half a store and --overwrite keeps the old one until the new is whole."
+)
+
 
 def _common(parser: argparse.ArgumentParser, raw: bool) -> None:
     if raw:
         parser.add_argument("--raw", type=Path, required=True, help="raw dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="prepared store folder to create")
-    parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing store (atomically)"
     )
 
 
+def _spacing_value(text: str) -> float | None:
+    """One ``--spacing`` value: millimetres, or ``keep`` for the source spacing of that axis."""
+    if text.lower() == "keep":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected mm or 'keep', got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"spacing must be a positive number, got {text!r}")
+    return value
+
+
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``prepare`` and its dataset subcommands to the ``ctxseg`` command."""
     prepare = subparsers.add_parser(
-        "prepare", help="prepare a dataset into a slice store", description=__doc__
+        "prepare", help="prepare a dataset into a slice store", description=DESCRIPTION
     )
     datasets = prepare.add_subparsers(dest="dataset", required=True, metavar="DATASET")
 
     p = datasets.add_parser("promise12", help="PROMISE12 CaseNN.mhd + CaseNN_segmentation.mhd")
     _common(p, raw=True)
-    p.add_argument("--size", type=int, default=128, help="slice size (default 128)")
-    p.add_argument("--spacing", type=float, default=1.0, help="isotropic mm (default 1)")
+    p.add_argument("--size", type=int, default=128, help="slice size in pixels (default: 128)")
+    p.add_argument(
+        "--spacing", type=float, default=1.0, help="isotropic resampling in mm (default: 1)"
+    )
     p.set_defaults(func=_run_promise12)
 
     p = datasets.add_parser("acdc", help="ACDC, official NIfTI or SSL4MIS HDF5 layout")
     _common(p, raw=True)
-    p.add_argument("--size", type=int, default=160, help="slice size (default 160)")
+    p.add_argument("--size", type=int, default=160, help="slice size in pixels (default: 160)")
     p.set_defaults(func=_run_acdc)
 
     p = datasets.add_parser("nnunet", help="nnU-Net raw layout (DatasetXXX_Name)")
     _common(p, raw=True)
-    p.add_argument("--size", type=int, default=None, help="slice size (default: from the data)")
-    p.add_argument("--channel", type=int, default=0, help="input channel to use (default 0)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="slice size in pixels (default: the median in-plane size, rounded up to 32)",
+    )
+    p.add_argument(
+        "--spacing",
+        type=_spacing_value,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        default=None,
+        help="resample to this spacing in mm, 'keep' for an axis kept as it is "
+        "(default: no resampling)",
+    )
+    p.add_argument("--channel", type=int, default=0, help="input channel to use (default: 0)")
     p.set_defaults(func=_run_nnunet)
 
     for kind in ("prostate", "cardiac"):
@@ -49,7 +85,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(
             "--cases", type=int, default=None, help="number of cases (default: built-in)"
         )
-        p.add_argument("--seed", type=int, default=0, help="phantom and split seed (default 0)")
+        p.add_argument("--seed", type=int, default=0, help="phantom and split seed (default: 0)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing store")
         p.set_defaults(func=_run_phantom, kind=kind)
 
@@ -99,6 +135,7 @@ def _run_nnunet(args: argparse.Namespace) -> int:
             seed=args.seed,
             overwrite=args.overwrite,
             size=args.size,
+            spacing=None if args.spacing is None else tuple(args.spacing),
             channel=args.channel,
         )  # fmt: skip
     )

@@ -41,6 +41,56 @@ def mhd_data_file(path: Path) -> Path | None:
     raise RawDataError(f"{path}: MetaImage header has no ElementDataFile line")
 
 
+# Bytes per voxel component of the MetaImage element types.
+_MET_BYTES = {
+    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+    "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
+}  # fmt: skip
+
+
+def _mhd_header(path: Path) -> dict[str, str]:
+    fields = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def check_mhd_data_size(path: Path) -> None:
+    """Refuse a ``.mhd`` whose data file is shorter than its header says (a cut-short copy).
+
+    ITK reports such a file as "No such file or directory", which sends users looking for a
+    file that is there. Compressed data (``.zraw``) is checked against ``CompressedDataSize``
+    when the header has it; raw data against the voxel count times the element size.
+
+    Raises:
+        RawDataError: naming the data file, its size and the size the header promises.
+    """
+    header = _mhd_header(path)
+    data = mhd_data_file(path)
+    if data is None or not data.is_file():
+        return
+    compressed = header.get("CompressedData", "False").lower() == "true"
+    try:
+        if compressed:
+            expected = int(header.get("CompressedDataSize", "0"))
+        else:
+            voxels = int(np.prod([int(v) for v in header.get("DimSize", "").split()]))
+            channels = int(header.get("ElementNumberOfChannels", "1"))
+            expected = voxels * channels * _MET_BYTES[header.get("ElementType", "")]
+            expected += max(int(header.get("HeaderSize", "0")), 0)
+    except (KeyError, ValueError):
+        return  # a header this check does not understand: ITK will say what it finds
+    size = data.stat().st_size
+    if expected and size < expected:
+        raise RawDataError(
+            f"{data}: truncated: holds {size} bytes, its header {path.name} promises {expected}"
+            f"{' (compressed)' if compressed else ''}; copy the file again"
+        )
+
+
 def source_files(path: Path) -> list[Path]:
     """The file itself and, for a ``.mhd``, the data file it names."""
     files = [path]
@@ -72,11 +122,12 @@ def read_volume(path: str | os.PathLike, pixel_type: int | None = None) -> sitk.
             raise RawDataError(f"{path}: {what} {file} does not exist")
         if file.stat().st_size == 0:
             raise RawDataError(f"{file}: empty file")
+    if path.suffix == ".mhd":
+        check_mhd_data_size(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
-        raise RawDataError(f"{path}: unreadable volume ({detail})") from err
+        raise RawDataError(f"{path}: unreadable volume ({_itk_reason(err)})") from err
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise RawDataError(
             f"{path}: expected a single-channel 3-D volume, got {image.GetDimension()}-D with "
@@ -94,6 +145,20 @@ def read_volume(path: str | os.PathLike, pixel_type: int | None = None) -> sitk.
         if bad:
             raise RawDataError(f"{path}: {bad} NaN or infinite voxel(s)")
     return image
+
+
+def _itk_reason(err: RuntimeError) -> str:
+    """ITK's reason for a failed read, without its stale ``errno`` text.
+
+    ITK appends ``Reason: <strerror(errno)>`` whatever failed, so a corrupt file that exists
+    reads "No such file or directory"; that line is dropped.
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Reason:")]
+    if not lines:
+        return "corrupt or not a volume"
+    text = lines[-1].split("ERROR: ", 1)[-1]
+    return f"corrupt or not a volume: {text}"
 
 
 def _nifti_float_data(path: Path) -> np.ndarray:

@@ -42,6 +42,59 @@ __all__ = [
 ]
 
 
+def _open_array(path: Path) -> np.ndarray:
+    """Memory-map one ``.npy`` file; a truncated, foreign or object file is named alone."""
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version not in readers:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = readers[version](handle)
+            offset = handle.tell()
+    except (ValueError, OSError, SyntaxError) as err:
+        raise StoreError(f"{path}: not a NumPy .npy file ({err})") from err
+    if dtype.hasobject:  # a pickle inside: loading it could run code
+        raise StoreError(
+            f"{path}: holds Python objects (dtype {dtype}); refused: a prepared store holds "
+            "numbers only, and ctxseg never runs code from a data file"
+        )
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise StoreError(
+            f"{path}: truncated: its header promises {dtype} {shape} ({expected} bytes in all), "
+            f"the file holds {size} bytes; prepare the store again"
+        )
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as err:
+        raise StoreError(f"{path}: cannot be read ({err})") from err
+
+
+def _check_label_values(root: Path, labels: np.ndarray, cases: list[dict], classes: int) -> None:
+    """Refuse label values outside ``0 .. classes-1``, naming the values and the first case.
+
+    One pass over the labels (uint8, a few tens of MB for a whole data set): cheap next to
+    training on them, and it turns a tensor error deep in a loss (or NaN scores) into a message.
+    """
+    if labels.size == 0 or int(labels.max()) < classes:
+        return
+    rows = np.flatnonzero(labels.reshape(labels.shape[0], -1).max(axis=1) >= classes)
+    values = np.unique(labels[rows])
+    values = [int(v) for v in values[values >= classes]]
+    first = int(rows[0])
+    case = next(c for c in cases if c["first"] <= first < c["first"] + c["num_slices"])
+    raise StoreError(
+        f"{root / 'labels.npy'}: label values {values} outside the dataset's {classes} classes "
+        f"(0..{classes - 1}), in {rows.size} slice(s), first in case {case['case']!r} slice "
+        f"{first - case['first']}; prepare the store again"
+    )
+
+
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise StoreError(f"{path.parent} is not a complete prepared store: {path.name} is missing")
@@ -97,6 +150,9 @@ class PreparedStore:
     def open(cls, path: str | os.PathLike) -> PreparedStore:
         """Open and validate a prepared store.
 
+        Checks the files, the arrays' dtypes, shapes and sizes, the cases and splits, and that
+        every label value is a class of the dataset (one pass over ``labels.npy``).
+
         Raises:
             StoreError: (a ``ValueError``) naming the folder or file and what is wrong.
         """
@@ -110,11 +166,8 @@ class PreparedStore:
         splits = _read_json(root / "splits.json")
         cases = _read_json(root / "cases.json")
         slices = _read_json(root / "slices.json")
-        try:
-            images = np.load(root / "images.npy", mmap_mode="r")
-            labels = np.load(root / "labels.npy", mmap_mode="r")
-        except (ValueError, OSError) as err:
-            raise StoreError(f"{root}: cannot read images.npy / labels.npy ({err})") from err
+        images = _open_array(root / "images.npy")
+        labels = _open_array(root / "labels.npy")
         for key in ("labels", "num_classes", "image_size"):
             if key not in meta:
                 raise StoreError(f"{root / 'dataset.json'}: missing key {key!r}")
@@ -143,6 +196,7 @@ class PreparedStore:
             check_splits(splits, {c["case"]: c["patient"] for c in cases})
         except ValueError as err:
             raise StoreError(f"{root / 'splits.json'}: {err}") from err
+        _check_label_values(root, labels, cases, int(meta["num_classes"]))
         return cls(root, meta, splits, images, labels, slices, cases)
 
     def __repr__(self) -> str:

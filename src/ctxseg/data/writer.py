@@ -18,6 +18,7 @@ import numpy as np
 
 from ctxseg import __version__
 from ctxseg.data.layout import FORMAT_VERSION, SPLIT_NAMES, PreparedCase, check_splits, slice_box
+from ctxseg.errors import os_error_at
 
 
 def _check_case(case: PreparedCase, num_classes: int, image_size: tuple[int, int]) -> None:
@@ -92,6 +93,8 @@ def write_store(
     Raises:
         FileExistsError: ``out_dir`` exists and ``overwrite`` is false, or it is not a store.
         ValueError: Inconsistent cases, labels or splits (nothing is written then).
+        OSError: A write failed (a full disk, ...); it names ``out_dir``, the temporary folder
+            is removed and an existing store is left as it was.
     """
     out = Path(out_dir).absolute()
     if out.exists():
@@ -116,8 +119,14 @@ def write_store(
     try:
         _build(tmp, cases, dict(meta), splits, num_classes)
         _swap_in(tmp, out)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        # A failed write names no file, or the temporary folder now gone: name the store.
+        if isinstance(err, OSError) and str(err.filename or tmp).startswith(str(tmp)):
+            note = " (while writing the prepared store; " + (
+                "the existing store is kept)" if out.exists() else "nothing was written)"
+            )
+            raise os_error_at(err, out, note) from err
         raise
     return out
 

@@ -5,13 +5,21 @@ A config is a tree of dataclasses. :func:`load_config` reads a YAML file, applie
 of the wrong type or an out-of-range value raises :class:`ValueError` naming the key path and
 the file (``"configs/x.yaml: loss.lamda_roi: unknown key"``). :meth:`Config.to_dict` gives the
 resolved config back as plain YAML-safe types; it is saved in every run folder and checkpoint.
+Numbers must be finite (``.inf``, ``.nan``, ``1e999`` are refused in every float field and list).
+
+Runs are filed and tabled by experiment name, so an override that changes the kind of experiment
+(:func:`experiment_kind`: the loss, the ROI, the discriminator) is refused unless it also gives
+the experiment a new name (``--set experiment=<name>``); the change is then recorded in the
+config's ``derived_from``.
 
 The defaults are the paper's training settings (SPEC §7): Adam 1e-4, 150 epochs, batch 16.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -31,6 +39,7 @@ __all__ = [
     "TrainConfig",
     "config_differences",
     "config_from_dict",
+    "experiment_kind",
     "load_config",
     "resolve_config_path",
 ]
@@ -46,6 +55,10 @@ class _Invalid(ValueError):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
+
+
+class _NonFinite(_Invalid):
+    """A NaN or infinite number: reported as such even where a union allows other types."""
 
 
 def _check(condition: bool, key: str, message: str) -> None:
@@ -206,6 +219,8 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     adversarial: AdversarialConfig | None = None
+    # Set by load_config when an override changed the kind of experiment (see experiment_kind).
+    derived_from: str | None = None
 
     def check(self) -> None:
         _check(
@@ -265,6 +280,9 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, option, path)
             except _Invalid as err:
                 errors.append(err)
+        nonfinite = [e for e in errors if isinstance(e, _NonFinite)]
+        if nonfinite:  # a number, just not a finite one: say so rather than list the types
+            raise nonfinite[0]
         nested = [e for e in errors if e.path != path]
         if len(nested) == 1:  # e.g. a bad item inside the one list option: report that
             raise nested[0]
@@ -303,11 +321,16 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            number = float(value)
+        elif isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
             # YAML 1.1 (PyYAML) reads "1e-4" without a dot as a string; accept it as a number.
-            return float(value)
+            number = float(value)
+        if number is not None:
+            if not math.isfinite(number):  # .inf, .nan, 1e999: every float field, every item
+                raise _NonFinite(path, f"must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -381,6 +404,70 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
+_KIND_ROOTS = ("loss", "adversarial")  # the sections experiment_kind reads
+
+
+def experiment_kind(raw: Any) -> tuple:
+    """What kind of experiment a raw config mapping is: the settings that name a method.
+
+    The loss (and for the context loss its base loss and ROI), and whether there is a
+    discriminator (and which, and for the context one its ROI). Runs are filed and tabled by
+    experiment name, so two configs of one name must be of one kind.
+    """
+
+    def part(node: Any, key: str) -> Any:
+        return node.get(key) if isinstance(node, dict) else None
+
+    loss = part(raw, "loss")
+    kind: tuple = (part(loss, "name"),)
+    if kind[0] == "context":
+        kind += (part(loss, "base") or "ce", part(loss, "roi"))
+    adversarial = part(raw, "adversarial")
+    if adversarial is None:
+        return (*kind, None, None)
+    discriminator = part(adversarial, "discriminator") or AdversarialConfig.discriminator
+    roi = part(adversarial, "roi") or AdversarialConfig.roi
+    return (*kind, discriminator, roi if discriminator == "context" else None)
+
+
+def _describe_kind(kind: tuple) -> str:
+    """``experiment_kind`` in words: ``"loss ce, context discriminator (static ROI)"``."""
+    if kind[0] == "context":
+        loss, (discriminator, roi) = f"loss context (base {kind[1]}, {kind[2]} ROI)", kind[3:]
+    else:
+        loss, (discriminator, roi) = f"loss {kind[0]}", kind[1:]
+    if discriminator is None:
+        return f"{loss}, no discriminator"
+    return f"{loss}, {discriminator} discriminator" + (f" ({roi} ROI)" if roi else "")
+
+
+def _check_kind(
+    before: dict[str, Any], after: dict[str, Any], overrides: list[str], source: str, given: str
+) -> str | None:
+    """Refuse overrides that change the kind of experiment under the same name.
+
+    Returns:
+        None if the kind is unchanged; else the ``derived_from`` record of the renamed run.
+
+    Raises:
+        ValueError: the kind changed and ``experiment`` was not given a new name.
+    """
+    old, new = experiment_kind(before), experiment_kind(after)
+    if old == new:
+        return None
+    name = before.get("experiment")
+    change = f"{_describe_kind(old)} -> {_describe_kind(new)}"
+    relevant = [o for o in overrides if o.partition("=")[0].strip().split(".")[0] in _KIND_ROOTS]
+    sets = " ".join(f"--set {o}" for o in relevant or overrides)
+    if after.get("experiment") == name:
+        raise ValueError(
+            f"{source}: {sets} changes the kind of experiment {name!r} ({change}); a run still "
+            f"named {name!r} would be filed and tabled as that experiment. Give it a new name: "
+            "add --set experiment=<new name>, or copy the config under a new experiment name"
+        )
+    return f"{name} ({given}) with {sets}: {change}"
+
+
 def resolve_config_path(path: str | Path) -> Path:
     """A YAML file, or a shipped experiment named ``<dataset>/<experiment>``.
 
@@ -417,9 +504,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: unreadable YAML, a bad override, or an invalid value; the message names the
-            file and the key path.
+            file and the key path. Also an override that changes the kind of experiment
+            (:func:`experiment_kind`) unless it gives ``experiment`` a new name; with one, the
+            change is recorded in ``Config.derived_from``.
     """
-    path = resolve_config_path(path)
+    given, path = str(path), resolve_config_path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -427,8 +516,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level, got {raw!r}")
     source = str(path)
+    before = copy.deepcopy(raw)
     for override in overrides or []:
         _apply_override(raw, override)
     if overrides:
         source += f" (with --set {' '.join(overrides)})"
-    return config_from_dict(raw, source)
+    config = config_from_dict(raw, source)
+    derived = _check_kind(before, raw, list(overrides or []), str(path), given)
+    if derived is not None:
+        config = dataclasses.replace(config, derived_from=derived)
+    return config

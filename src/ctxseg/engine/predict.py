@@ -13,14 +13,21 @@ family: ``CaseNN.nii.gz`` -> ``CaseNN_pred.nii.gz``, ``CaseNN.nii`` -> ``CaseNN_
 ``CaseNN.mhd`` / ``.mha`` -> ``CaseNN_pred.mha`` (MetaImage with the header inside, so the
 file can be written atomically: a temporary file in the output folder, then a rename).
 Given a folder, every volume directly in it is predicted, except label files named like the
-layouts this project reads (``*_segmentation.*`` of PROMISE12, ``*_gt.*`` of ACDC).
+layouts this project reads (``*_segmentation.*`` of PROMISE12, ``*_gt.*`` of ACDC) and earlier
+predictions (a file named as the prediction of another volume of the folder).
+
+Everything is checked before the model is loaded: the inputs, that no two inputs would get one
+output name (``CaseNN.mhd`` and ``CaseNN.mha``), and that the output folder is a folder that can
+be written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +40,7 @@ from torch import nn
 
 from ctxseg.engine.distributed import resolve_device
 from ctxseg.engine.precision import FastPath, inference_fast_path
+from ctxseg.errors import os_error_at
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +80,17 @@ def find_inputs(path: str | Path) -> list[Path]:
     if path.is_file():
         output_name(path)  # validates the suffix
         return [path]
+    volumes = [f for f in sorted(path.iterdir()) if f.is_file() and _suffix(f) is not None]
+    predictions = {output_name(f) for f in volumes}
     found = []
-    for file in sorted(path.iterdir()):
+    for file in volumes:
         suffix = _suffix(file)
-        if not file.is_file() or suffix is None:
-            continue
+        assert suffix is not None
         if file.name[: -len(suffix)].lower().endswith(LABEL_FILE_ENDINGS):
             log.info("skipping %s (a label file)", file.name)
+            continue
+        if file.name in predictions:  # e.g. an earlier run wrote its output into this folder
+            log.info("skipping %s (the prediction of another volume here)", file.name)
             continue
         found.append(file)
     if not found:
@@ -122,14 +134,63 @@ def predict_volume(
     return restore_label(np.asarray(label, dtype=np.uint8), geometry)  # label (Z, H, W)
 
 
+def check_outputs(inputs: list[Path], output: str | Path) -> list[Path]:
+    """The output file of every input, after checking they can all be written.
+
+    Raises:
+        ValueError: ``output`` is a file; two inputs would get the same output name; an output
+            would replace one of the inputs.
+        OSError: the output folder cannot be created or written (it names the folder).
+    """
+    out_dir = Path(output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(
+            f"--output {out_dir} is a file, not a folder: give a folder for the labels"
+        )
+    targets = [out_dir / output_name(path) for path in inputs]
+    by_target: dict[Path, list[Path]] = {}
+    for path, target in zip(inputs, targets, strict=True):
+        by_target.setdefault(target, []).append(path)
+    for target, sources in by_target.items():
+        if len(sources) > 1:
+            names = " and ".join(str(p) for p in sources)
+            raise ValueError(
+                f"{names} would both be written to {target}; rename one or predict them into "
+                "different folders"
+            )
+    sources = {p.resolve() for p in inputs}
+    clash = [t for t in targets if t.resolve() in sources]
+    if clash:
+        raise ValueError(f"{clash[0]} is an input and would be overwritten by a prediction")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:  # a read-only or full folder fails here, before minutes of inference
+        with tempfile.TemporaryFile(dir=out_dir) as probe:
+            probe.write(b"0")
+            probe.flush()
+    except OSError as err:
+        raise os_error_at(err, out_dir, " (the output folder cannot be written)") from err
+    return targets
+
+
 def _write_atomic(image: sitk.Image, path: Path) -> None:
-    """Write ``image`` to a temporary file beside ``path`` (same suffix), then rename it."""
+    """Write ``image`` to a temporary file beside ``path`` (same suffix), then rename it.
+
+    Raises:
+        OSError: naming ``path`` (ITK reports a failed write as a ``RuntimeError``); the
+            temporary is removed and an earlier file at ``path`` is kept.
+    """
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+        try:
+            sitk.WriteImage(image, str(tmp), useCompression=True)
+        except RuntimeError as err:
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            reason = lines[-1].strip() if lines else "unknown reason"
+            raise OSError(None, f"cannot be written ({reason})", str(path)) from err
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a second error must not hide the first
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -147,7 +208,7 @@ def predict(
         checkpoint: a ``checkpoint_*.pt`` of a training run.
         input: a ``.nii.gz`` / ``.nii`` / ``.mhd`` / ``.mha`` volume or a folder of them.
         output: the folder for the label volumes (created if needed); existing predictions of
-            the same name are replaced.
+            the same name are replaced, each atomically.
         device: ``"auto"`` / ``None`` (CUDA if available), ``"cpu"``, ``"cuda"``.
         batch_size: slices per forward pass.
         amp: ``auto | bf16 | off``; default the training run's ``train.amp`` (the path that
@@ -159,7 +220,9 @@ def predict(
     Raises:
         FileNotFoundError: missing checkpoint or input.
         ValueError: a checkpoint without preprocessing parameters, an unsupported or unreadable
-            input (the message names the file).
+            input (the message names the file); ``output`` is a file; two inputs with one
+            output name (checked before the model is loaded).
+        OSError: the output folder cannot be written (names it).
     """
     from ctxseg.data.io import read_volume
     from ctxseg.engine.checkpoint import load_model
@@ -167,6 +230,7 @@ def predict(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     inputs = find_inputs(input)
+    targets = check_outputs(inputs, output)
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
     fast = inference_fast_path(model, ckpt, dev, amp)
@@ -174,14 +238,11 @@ def predict(
     params = ckpt.get("preprocessing")
     if not params:
         raise ValueError(f"{checkpoint}: holds no preprocessing parameters; cannot map raw scans")
-    out_dir = Path(output)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in inputs:
+    for path, target in zip(inputs, targets, strict=True):
         start = time.perf_counter()
         image = read_volume(path)
         label = predict_volume(model, image, params, dev, batch_size, fast)
-        target = out_dir / output_name(path)
         _write_atomic(label, target)
         counts = np.bincount(
             sitk.GetArrayViewFromImage(label).ravel(), minlength=ckpt["num_classes"]
@@ -201,14 +262,33 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ctxseg predict --checkpoint FILE --input PATH --output DIR``."""
     parser = subparsers.add_parser(
         "predict",
-        help="label raw volumes (.nii.gz, .nii, .mhd) with a trained checkpoint",
-        description=__doc__.split("\n\n")[0],
+        help="label raw volumes (.nii.gz, .nii, .mhd, .mha) with a trained checkpoint",
+        description=(
+            "Label raw scans with a trained checkpoint, in each scan's own size, spacing, origin "
+            "and direction. CaseNN.nii.gz -> CaseNN_pred.nii.gz, CaseNN.nii -> CaseNN_pred.nii, "
+            "CaseNN.mhd or .mha -> CaseNN_pred.mha. A folder: every volume in it, except label "
+            "files (*_segmentation.*, *_gt.*) and earlier predictions (*_pred.*)."
+        ),
     )
-    parser.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint_*.pt")
-    parser.add_argument("--input", required=True, metavar="PATH", help="a volume or a folder")
-    parser.add_argument("--output", required=True, metavar="DIR", help="folder for the labels")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="FILE",
+        help="a checkpoint of a training run (RUN_DIR/checkpoint_best.pt or checkpoint_last.pt)",
+    )
+    parser.add_argument(
+        "--input", required=True, metavar="PATH", help="a volume, or a folder of volumes"
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="folder for the label volumes (created; predictions of the same name are replaced)",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="slices per forward pass (default: 16)"
+    )
     parser.add_argument(
         "--amp",
         choices=("auto", "bf16", "off"),

@@ -8,6 +8,7 @@ torn line, and a resumed run drops the rows of epochs its checkpoint does not co
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -16,11 +17,32 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ctxseg.errors import os_error_at
 from ctxseg.evaluation.report import write_text
 
-__all__ = ["RunLog", "read_metrics"]
+__all__ = ["RunLog", "read_metrics", "remove_partial_logs"]
 
 log = logging.getLogger(__name__)
+
+# The temporaries of the atomic writes of metrics.csv (report.write_text) and progress.png.
+_PARTIAL_PATTERNS = (".metrics.csv.tmp*", ".progress.tmp.png")
+
+
+def remove_partial_logs(run_dir: str | os.PathLike) -> list[str]:
+    """Delete the temporaries of log writes that never finished (a killed process).
+
+    Only the process that owns the run folder (its lock) may call this.
+
+    Returns:
+        The names of the deleted files.
+    """
+    removed = []
+    for pattern in _PARTIAL_PATTERNS:
+        for file in Path(run_dir).glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+                removed.append(file.name)
+    return sorted(removed)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -95,7 +117,7 @@ class RunLog:
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        write_text(self.path, buffer.getvalue())
+        write_text(self.path, buffer.getvalue())  # atomic; a failure names the file
 
     def plot(self) -> None:
         """Draw ``progress.png``: the training loss parts and the validation Dice per epoch."""
@@ -120,9 +142,17 @@ class RunLog:
             ax.grid(alpha=0.3)
         fig.tight_layout()
         tmp = self.plot_path.with_name(f".{self.plot_path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-        os.replace(tmp, self.plot_path)
+        try:
+            fig.savefig(tmp, dpi=80)
+            os.replace(tmp, self.plot_path)
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.filename is None:
+                raise os_error_at(err, self.plot_path, " (the previous file is kept)") from err
+            raise
+        finally:
+            plt.close(fig)
 
     def _line(self, ax: Any, key: str, bold: bool = False) -> None:
         points = [

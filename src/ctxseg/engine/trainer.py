@@ -21,11 +21,13 @@ Design:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +42,15 @@ from ctxseg.engine.checkpoint import (
     get_rng_state,
     link_checkpoint,
     load_checkpoint,
+    remove_partial_checkpoints,
     save_checkpoint,
     set_rng_state,
 )
 from ctxseg.engine.config import Config, OptimConfig, config_differences
 from ctxseg.engine.distributed import DistContext, resolve_device
 from ctxseg.engine.precision import resolve_fast_path
-from ctxseg.engine.progress import RunLog
+from ctxseg.engine.progress import RunLog, remove_partial_logs
+from ctxseg.engine.run_lock import LOCK_NAME, RunLock
 from ctxseg.engine.sampling import epoch_plan, epoch_seed, shard_batches
 from ctxseg.engine.stores import open_store
 from ctxseg.engine.validation import validate_slices
@@ -65,6 +69,20 @@ class NonFiniteError(RuntimeError):
     """A logged training value became NaN or infinite; the last good checkpoint is kept."""
 
 
+def _release_run_dir_on_error(init: Callable[..., None]) -> Callable[..., None]:
+    """A failed ``__init__`` gives the run folder's lock back (and removes the folder it made)."""
+
+    @functools.wraps(init)
+    def wrapper(self: Trainer, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            self._release_run_dir(remove_if_new=True)
+            raise
+
+    return wrapper
+
+
 class Trainer:
     """Trains a segmentation network on a prepared store and writes a run folder.
 
@@ -81,12 +99,15 @@ class Trainer:
     ``is_main``.
 
     Raises:
+        RunLockedError: another process trains into ``run_dir`` (``run_dir/.lock``).
         FileExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite``.
-        FileNotFoundError: ``resume`` without a checkpoint; a real dataset not prepared yet.
+        FileNotFoundError: ``resume`` in a folder that never held this run; a real dataset not
+            prepared yet.
         ValueError: an invalid setting (batch size not divisible by the processes, a resumed
             config that differs from the checkpoint's, ...).
     """
 
+    @_release_run_dir_on_error
     def __init__(
         self,
         config: Config,
@@ -114,6 +135,7 @@ class Trainer:
         self.channels_last = self.fast.channels_last
         if cuda:  # fixed slice size: let cuDNN pick the fastest kernels once
             torch.backends.cudnn.benchmark = True
+        self._take_run_dir()
         self._check_run_dir(resume, overwrite)
 
         self.store = open_store(config.data.root, self.dist)
@@ -224,8 +246,44 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
 
+    def _take_run_dir(self) -> None:
+        """Lock the run folder (rank 0; one process per folder) and clear a killed run's debris."""
+        self._lock: RunLock | None = None
+        self._new_run_dir = not self.run_dir.exists()
+        # A run began here before (its config, log or a killed process's lock is there): with
+        # no checkpoint yet, --resume starts it from epoch 0. Every rank looks before rank 0 locks.
+        traces = ("config.yaml", "metrics.csv", LOCK_NAME)
+        self._began_here = any((self.run_dir / name).exists() for name in traces)
+        self.dist.barrier()
+        if not self.is_main:
+            return
+        self._lock = RunLock(self.run_dir).acquire()
+        removed = remove_partial_checkpoints(self.run_dir) + remove_partial_logs(self.run_dir)
+        if removed:
+            log.info("%s: removed an interrupted run's partial files %s", self.run_dir, removed)
+
+    def _release_run_dir(self, remove_if_new: bool = False) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+            self._lock = None
+        if remove_if_new and getattr(self, "_new_run_dir", False):
+            with suppress(OSError):  # only if still empty
+                self.run_dir.rmdir()
+
     def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
         existing = [n for n in _RUN_FILES if (self.run_dir / n).exists()]
+        if not any(n.startswith("checkpoint_") for n in existing) and existing and not overwrite:
+            # A run stopped after its first metrics row, before its first checkpoint: no weights
+            # to resume or to lose. Start it again (plain or --resume); drop its orphan log.
+            log.warning(
+                "%s: the run there stopped before its first checkpoint; starting it again",
+                self.run_dir,
+            )
+            if self.is_main:
+                for name in existing:
+                    (self.run_dir / name).unlink(missing_ok=True)
+            return
         if not existing or resume:
             return
         if not overwrite:
@@ -302,9 +360,12 @@ class Trainer:
             "preprocessing": self.store.meta.get("preprocessing"),
         }
 
-    def _resume(self) -> int:
+    def _resume(self) -> int | None:
         path = self.run_dir / "checkpoint_last.pt"
         if not path.is_file():
+            if self._began_here:  # stopped before its first checkpoint: nothing to lose
+                log.info("%s: no checkpoint yet: resuming from epoch 0", self.run_dir)
+                return None
             raise FileNotFoundError(f"nothing to resume: {path} does not exist")
         # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
         state = load_checkpoint(path, map_location="cpu")
@@ -366,6 +427,7 @@ class Trainer:
                 self.dist.barrier()
         finally:
             self.log.close()
+            self._release_run_dir()
         self.dist.close()
         return {
             "run_dir": str(self.run_dir),

@@ -246,14 +246,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--split",
         choices=SPLITS,
         default="test",
-        help="test (default: the split to report) or val (chose the checkpoint; every output "
-        "is then labelled as the model-selection split)",
+        help="the split to score: test, the one to report (default: test), or val, the one "
+        "that chose the checkpoint (its outputs are then labelled as model selection)",
     )
     parser.add_argument(
         "--checkpoint",
         choices=CHECKPOINTS,
         default="best",
-        help="best (highest validation Dice, the default) or last (final epoch)",
+        help="best (highest validation Dice) or last (final epoch) (default: best)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     parser.add_argument(

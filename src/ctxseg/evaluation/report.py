@@ -7,14 +7,17 @@ visible, and CSV/JSON writers that keep non-finite values readable by ``csv``/``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ctxseg.errors import os_error_at
 
 
 def format_value(value: Any, digits: int = 4) -> str:
@@ -94,11 +97,27 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: i
     return "\n".join([line(list(headers)), rule, *(line(r) for r in cells)])
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary sibling to write, renamed over ``path`` at the end; removed on failure.
+
+    A failed write (a full disk) raises an ``OSError`` naming ``path``, which is unchanged.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):  # a second error must not hide the first
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, str(tmp)):
+            raise os_error_at(err, path, " (the previous file is kept)") from err
+        raise
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with _replacing(Path(path)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_csv(
@@ -113,14 +132,11 @@ def write_csv(
         rows: one mapping per row; keys outside ``fieldnames`` raise ``ValueError``.
         fieldnames: the column order.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with _replacing(Path(path)) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(fieldnames))
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-    os.replace(tmp, path)
 
 
 def _csv_cell(value: Any) -> Any:

@@ -153,9 +153,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help="the evaluated split (default: test; val is labelled as the model-selection split)",
     )
     parser.add_argument(
-        "--checkpoint", choices=("best", "last"), default="best", help="default: best"
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="whose evaluation to read: best (highest validation Dice) or last (default: best)",
     )
-    parser.add_argument("--out", type=Path, help="also write the Markdown table to this file")
+    parser.add_argument(
+        "--out", type=Path, help="also write the Markdown table to this file (default: print only)"
+    )
     parser.set_defaults(func=_run_cli)
 
 
