@@ -321,7 +321,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--data", type=Path, default=None, help="prepared store (required unless --quick)"
+        "--data", type=Path, default=None, help="prepared store (required unless --quick, which prepares its own phantom; no default)"
     )
     parser.add_argument(
         "--dataset",
@@ -353,7 +353,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="config override for every run (repeatable)",
+        help="config override for every run, repeatable (default: none)",
     )
     parser.add_argument(
         "--parallel", type=int, default=1, help="runs at once, each in its own process (default: 1)"
