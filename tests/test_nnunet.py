@@ -298,6 +298,23 @@ def test_nnunet_finds_the_trainers_through_nnunet_path(monkeypatch):
         assert recursive_find_trainer_class_by_name(cls.__name__) is cls
 
 
+def test_nnunets_external_trainer_search_finds_the_trainers_in_nnunet_path():
+    """The call nnU-Net makes for each folder of nnUNet_extTrainer, on ``ctxseg nnunet-path``.
+
+    It needs no torchvision (nnU-Net's search of its own trainers, tested above, does), so it
+    runs in every environment that has nnU-Net.
+    """
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    path = str(trainer_path())
+    for cls in (nnUNetTrainerContextCE, nnUNetTrainerContextCEOnly):
+        found = recursive_find_python_class(
+            path, cls.__name__, None, base_folder=path, cleanup_imports_from_base_folder=True
+        )
+        assert found is not None and found.__name__ == cls.__name__
+        assert issubclass(found, nnUNetTrainer)
+
+
 def test_nnunet_path_verb(capsys, monkeypatch):
     from ctxseg.cli import main
 
