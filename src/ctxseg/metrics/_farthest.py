@@ -13,18 +13,58 @@ Only the largest distance of a pair counts, so most voxels need no exact distanc
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ctxseg.metrics._nearest import TREE_OPTIONS, points, tree_distances
+from ctxseg.metrics._nearest import TREE_OPTIONS, points
+from ctxseg.metrics._surface import nonzero_box
 
-__all__ = ["candidates", "farthest"]
+__all__ = ["candidates", "farthest", "worth_pruning"]
 
-_ONE_BY_ONE = 8  # unsettled voxels the plain HD measures one by one before a KD-tree
+_FEW_BOUNDS = 32  # unsettled voxels up to which the plain HD measures them all, unbounded
 _BOUND_EVERY = 16  # the plain HD bounds unsettled distances through every 16th other voxel
 _CELL_VOXELS = 12  # the plain HD's coarse cells: about 12 voxels of the finest spacing wide
 _CELL_PAIRS = 1 << 18  # cell pairs up to which their distances are computed all at once
+
+
+def worth_pruning(pred_bits: np.ndarray, target_bits: np.ndarray, scale: np.ndarray) -> bool:
+    """Whether :func:`candidates` can rule voxels out: the masks' boxes lie far apart.
+
+    It rules a voxel out only when the HD exceeds the cell diagonal (a voxel is pruned when
+    its cell bound falls two diagonals below the largest). A voxel on the outside of either
+    box is that far from every voxel of the other mask beyond the other box's side, so the
+    largest gap between the two boxes' sides is a lower bound on the HD: when it exceeds the
+    diagonal (a false-positive speck far out, say), pruning pays; otherwise (overlapping
+    smooth masks) the cells would cost more than they save.
+
+    Shape:
+        pred_bits, target_bits: (*S[:-1], ceil(S[-1] / 8)) packed masks of one pair, both
+        non-empty.
+    """
+    boxes = [nonzero_box(bits) for bits in (pred_bits, target_bits)]
+    gaps = []
+    for axis, (a, b) in enumerate(zip(*boxes, strict=True)):
+        gap = max(a.start - b.start, b.start - a.start, a.stop - b.stop, b.stop - a.stop)
+        if axis == len(boxes[0]) - 1:  # whole bytes along the packed axis: 8 voxels each
+            gap = 8 * gap - 7
+        gaps.append(max(gap, 0) * scale[axis])
+    return max(gaps) > _cell_diagonal(scale)
+
+
+def _cell_sizes(scale: np.ndarray) -> np.ndarray:
+    """Voxels per coarse cell along each axis: about ``_CELL_VOXELS`` of the finest spacing.
+
+    Shape:
+        scale: (D,); returns (D,) int64.
+    """
+    return np.maximum(1, np.round(_CELL_VOXELS * scale.min() / scale)).astype(np.int64)
+
+
+def _cell_diagonal(scale: np.ndarray) -> float:
+    """The largest distance between two voxels of one coarse cell."""
+    return float(np.sqrt(np.sum(((_cell_sizes(scale) - 1) * scale) ** 2)))
 
 
 def candidates(
@@ -42,7 +82,7 @@ def candidates(
         pred_flat, target_flat: sorted flat indices in the padded (1, *S) batch; returns
         subsets of both.
     """
-    cells = np.maximum(1, np.round(_CELL_VOXELS * scale.min() / scale)).astype(np.int64)
+    cells = _cell_sizes(scale)
     grid = (1, *(-(-np.asarray(shape[1:]) // cells)).tolist())
     cell_of = [_cell_index(flat, shape, cells) for flat in (pred_flat, target_flat)]
     centres = []
@@ -54,7 +94,7 @@ def candidates(
     near = _cell_distances(corners[0], corners[1])
     # the cell diagonal, plus a margin for the rounding in _cell_distances
     extent = float(np.sqrt(np.sum((np.asarray(shape[1:]) * scale) ** 2)))
-    diagonal = float(np.sqrt(np.sum(((cells - 1) * scale) ** 2))) + 1e-6 * (1.0 + extent)
+    diagonal = _cell_diagonal(scale) + 1e-6 * (1.0 + extent)
     lower = max(float(near[0].max()), float(near[1].max())) - diagonal
     kept = []
     for flat, cell, centre, distance in zip(
@@ -109,21 +149,24 @@ def farthest(
     directions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     shape: tuple[int, ...],
     scale: np.ndarray,
+    measure: Callable[[int, np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """The plain HD of each pair from both directions' look-ups, querying the KD-tree little.
+    """The plain HD of each pair from both directions' look-ups, measuring few voxels.
 
     Only the largest distance counts, so an unsettled voxel needs its exact distance only if
     it can exceed the largest exact one known for its pair. Its distance to a sample of the
     other surface (every ``_BOUND_EVERY``-th voxel: a small, quick tree) bounds it from
     above; the direction with the larger bounds goes first, and what it finds usually spares
-    the other direction its full tree (a false-positive speck far away, say, outweighs every
-    voxel of the reference).
+    the other direction most of its voxels (a false-positive speck far away, say, outweighs
+    every voxel of the reference).
 
     Args:
-        directions: per direction ``(query_flat, other_flat, distances, pending)`` as from
-            :func:`ctxseg.metrics.hausdorff._look_up`; ``distances`` is filled in place.
-        shape: shape (N, *S) of the padded batch.
+        directions: per direction ``(query_flat, other_flat, distances, pending)``:
+            ``distances`` exact except at the indices ``pending``; filled in place.
+        shape: shape (N, *S) of the batch.
         scale: voxel spacing of the spatial axes.
+        measure: ``measure(direction, indices)`` returns the distances of those voxels of
+            ``directions[direction]``, exact where they can be the largest of their pair.
 
     Shape:
         returns (N,).
@@ -135,74 +178,20 @@ def farthest(
         if distances.size:  # (a direction can have no candidates left)
             settled = np.where(distances < np.inf, distances, 0.0)
             found = np.maximum(found, _group_max(settled, query_flat // block, shape[0]))
-        bound = np.empty(0)
-        if pending.size:
+        bound = np.full(pending.size, np.inf)
+        if pending.size > _FEW_BOUNDS:  # (a few voxels are cheaper to measure than to bound)
             sample = cKDTree(points(other_flat[::_BOUND_EVERY], shape, scale), **TREE_OPTIONS)
             bound = sample.query(points(query_flat[pending], shape, scale), k=1)[0]
         upper.append(bound)
     for i in sorted(range(2), key=lambda i: -np.max(upper[i], initial=-np.inf)):
-        query_flat, other_flat, distances, pending = directions[i]
+        query_flat, _, distances, pending = directions[i]
         groups = query_flat // block
         distances[pending] = 0.0  # cannot exceed ``found``, unless needed below
-        needed = _largest_first(
-            query_flat, other_flat, pending, upper[i], found, distances, shape, scale
-        )
+        needed = pending[upper[i] > found[groups[pending]]]
         if needed.size:
-            distances[needed] = tree_distances(
-                query_flat[needed], other_flat, shape, scale, only_max=True
-            )
+            distances[needed] = measure(i, needed)
             np.maximum.at(found, groups[needed], distances[needed])
     return found
-
-
-def _largest_first(
-    query_flat: np.ndarray,
-    other_flat: np.ndarray,
-    pending: np.ndarray,
-    upper: np.ndarray,
-    found: np.ndarray,
-    distances: np.ndarray,
-    shape: tuple[int, ...],
-    scale: np.ndarray,
-) -> np.ndarray:
-    """Measure the unsettled voxels with the largest upper bounds one by one, exactly.
-
-    Each measured voxel (its distance to every voxel of its pair's other surface, cheaper
-    than a KD-tree for a few voxels) raises ``found`` and drops the voxels whose bounds no
-    longer exceed it; after ``_ONE_BY_ONE`` voxels the rest is left to the KD-tree. A batch
-    of several pairs goes to the tree at once (one voxel prunes only its own pair).
-
-    Args:
-        query_flat, other_flat: flat indices of the query and the other surface.
-        pending: indices into ``query_flat`` of the unsettled voxels.
-        upper: (len(pending),) upper bounds of their distances.
-        found: (N,) largest exact distance known per pair; raised in place.
-        distances: distances of ``query_flat``; the measured ones are written in place.
-        shape: shape (N, *S) of the padded batch.
-        scale: voxel spacing of the spatial axes.
-
-    Returns:
-        The indices into ``query_flat`` still needed (bound above ``found``), unmeasured.
-    """
-    block = math.prod(shape[1:])
-    groups = query_flat[pending] // block
-    alive = upper > found[groups]
-    group, others = -1, None
-    for _ in range(_ONE_BY_ONE if shape[0] == 1 else 0):
-        if not alive.any():
-            break
-        j = int(np.argmax(np.where(alive, upper, -np.inf)))
-        if groups[j] != group:  # the other surface of this voxel's pair
-            group = int(groups[j])
-            lo, hi = np.searchsorted(other_flat, [group * block, (group + 1) * block])
-            others = points(other_flat[lo:hi], shape, scale)
-        point = points(query_flat[pending[j : j + 1]], shape, scale)
-        difference = others - point  # (M, D)
-        distances[pending[j]] = np.sqrt(np.min(np.einsum("md,md->m", difference, difference)))
-        found[group] = max(found[group], distances[pending[j]])
-        alive &= upper > found[groups]
-        alive[j] = False
-    return pending[alive]
 
 
 def _group_max(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:

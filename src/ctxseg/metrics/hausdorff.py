@@ -33,14 +33,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from ctxseg.metrics._arrays import ArrayLike, check_pair, check_spacing, to_mask
-from ctxseg.metrics._farthest import candidates, farthest
-from ctxseg.metrics._nearest import tree_distances
+from ctxseg.metrics._farthest import candidates, farthest, worth_pruning
+from ctxseg.metrics._nearest import few_distances, tree_distances
+from ctxseg.metrics._rows import row_offsets, row_table, scan
 from ctxseg.metrics._surface import mask_edges, pack_rows, surfaces
 
 __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
 _LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the KD-tree
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
+_FEW = 16  # unsettled voxels up to which comparing with every voxel beats a table or tree
 
 
 def hausdorff_distance(
@@ -134,8 +136,14 @@ def _hausdorff_batch(
     flat_steps = offsets @ strides
     block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
     queries = (surf.pred_flat, surf.target_flat)
-    if percentile is None and both.size == 1:
+    if (
+        percentile is None
+        and both.size == 1
+        and worth_pruning(pred_bits[both[0]], target_bits[both[0]], scale)
+    ):
         queries = candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
+    rows = row_offsets(tuple(scale.tolist()))
+    margin = np.abs(rows[0]).max(axis=0)  # (D - 1,) the rows a scan reaches on each side
     directions = []
     for query_flat, other_lookup, other_flat in (
         (queries[0], surf.target_lookup, surf.target_flat),
@@ -143,15 +151,31 @@ def _hausdorff_batch(
     ):
         distances, pending = _look_up(query_flat, other_lookup, flat_steps, offset_distances)
         directions.append((query_flat, other_flat, distances, pending))
+
+    def measure(direction: int, indices: np.ndarray, needed=None) -> np.ndarray:
+        """Distances of some unsettled voxels: row scans, then a KD-tree beyond their reach."""
+        query_flat, other_flat, _, _ = directions[direction]
+        if indices.size <= _FEW:
+            return few_distances(query_flat[indices], other_flat, surf.shape, scale)
+        table = row_table(other_flat, surf.shape, margin)
+        squared, left = scan(query_flat, indices, table, surf.shape, rows, needed)
+        distances = np.sqrt(squared) * scale[-1]  # offsets and tables count row spacings
+        if left.size:
+            distances[left] = tree_distances(
+                query_flat[left], other_flat, surf.shape, scale, only_max=percentile is None
+            )
+        return distances[indices]
+
     if percentile is None:
-        result[both] = farthest(directions, surf.shape, scale)
+        result[both] = farthest(directions, surf.shape, scale, measure)
         return result
     directed = []
-    for query_flat, other_flat, distances, pending in directions:
+    for i, (query_flat, _, distances, pending) in enumerate(directions):
         groups = query_flat // block
-        pending = pending[_needed(groups, pending, both.size, percentile)]
+        needed = functools.partial(_needed, groups, n=both.size, percentile=percentile)
+        pending = pending[needed(pending)]
         if pending.size:
-            distances[pending] = tree_distances(query_flat[pending], other_flat, surf.shape, scale)
+            distances[pending] = measure(i, pending, needed)
         directed.append(_reduce(distances, groups, both.size, percentile))
     result[both] = np.maximum(*directed)
     return result
