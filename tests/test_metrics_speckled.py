@@ -18,11 +18,10 @@ import torch
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from ctxseg.metrics import hausdorff_distance, hausdorff_distance_batch
+from ctxseg.metrics import hausdorff_distance, hausdorff_distance_batch, mask_edges
 from ctxseg.metrics._farthest import worth_pruning
 from ctxseg.metrics._nearest import few_distances, points
 from ctxseg.metrics._rows import row_offsets, row_table, scan
-from ctxseg.metrics._surface import pack_rows
 
 monai_metrics = pytest.importorskip("monai.metrics")
 
@@ -298,9 +297,14 @@ def test_box_gap_is_a_lower_bound_that_flags_far_specks():
     rng = np.random.default_rng(7)
     scale = np.array([3.0, 0.625, 0.625])
     pred, target = speckled_pair(rng, (24, 64, 64), 0, 0, shift=0.5)
-    assert not worth_pruning(pack_rows(pred), pack_rows(target), scale)  # overlapping blobs
+
+    def surface_flat(mask: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(mask_edges(mask))
+
+    shape = (1, *pred.shape)
+    assert not worth_pruning(surface_flat(pred), surface_flat(target), shape, scale)
     pred[0, 0, 0] = True  # a speck in a far corner: the HD is large, pruning pays
-    assert worth_pruning(pack_rows(pred), pack_rows(target), scale)
+    assert worth_pruning(surface_flat(pred), surface_flat(target), shape, scale)
     assert hausdorff_distance(pred, target, spacing=scale) == pytest.approx(
         brute_force_hd(pred, target, scale, None), rel=1e-9
     )

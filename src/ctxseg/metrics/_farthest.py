@@ -13,44 +13,44 @@ Only the largest distance of a pair counts, so most voxels need no exact distanc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ctxseg.metrics._nearest import TREE_OPTIONS, points
-from ctxseg.metrics._surface import nonzero_box
+from ctxseg.metrics._nearest import TREE_OPTIONS, points, tree_distances
 
 __all__ = ["candidates", "farthest", "worth_pruning"]
 
-_FEW_BOUNDS = 32  # unsettled voxels up to which the plain HD measures them all, unbounded
 _BOUND_EVERY = 16  # the plain HD bounds unsettled distances through every 16th other voxel
 _CELL_VOXELS = 12  # the plain HD's coarse cells: about 12 voxels of the finest spacing wide
 _CELL_PAIRS = 1 << 18  # cell pairs up to which their distances are computed all at once
 
 
-def worth_pruning(pred_bits: np.ndarray, target_bits: np.ndarray, scale: np.ndarray) -> bool:
-    """Whether :func:`candidates` can rule voxels out: the masks' boxes lie far apart.
+def worth_pruning(
+    pred_flat: np.ndarray, target_flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray
+) -> bool:
+    """Whether :func:`candidates` can rule voxels out: the two surfaces' boxes lie far apart.
 
     It rules a voxel out only when the HD exceeds the cell diagonal (a voxel is pruned when
-    its cell bound falls two diagonals below the largest). A voxel on the outside of either
-    box is that far from every voxel of the other mask beyond the other box's side, so the
-    largest gap between the two boxes' sides is a lower bound on the HD: when it exceeds the
-    diagonal (a false-positive speck far out, say), pruning pays; otherwise (overlapping
-    smooth masks) the cells would cost more than they save.
+    its cell bound falls two diagonals below the largest). The voxel on the far side of one
+    surface's box is at least the gap between the two boxes' sides away from every voxel of
+    the other, so the largest gap is a lower bound on the HD: when it exceeds the diagonal
+    (a false-positive speck far out, say), pruning pays; otherwise (overlapping smooth masks)
+    the cells would cost more than they save.
 
     Shape:
-        pred_bits, target_bits: (*S[:-1], ceil(S[-1] / 8)) packed masks of one pair, both
-        non-empty.
+        pred_flat, target_flat: sorted flat indices in the (1, *S) batch of ``shape``.
     """
-    boxes = [nonzero_box(bits) for bits in (pred_bits, target_bits)]
-    gaps = []
-    for axis, (a, b) in enumerate(zip(*boxes, strict=True)):
-        gap = max(a.start - b.start, b.start - a.start, a.stop - b.stop, b.stop - a.stop)
-        if axis == len(boxes[0]) - 1:  # whole bytes along the packed axis: 8 voxels each
-            gap = 8 * gap - 7
-        gaps.append(max(gap, 0) * scale[axis])
-    return max(gaps) > _cell_diagonal(scale)
+    gap = 0.0
+    for axis in range(1, len(shape)):
+        # coordinates along one axis at a time: integer division of the flat indices
+        coords = [
+            flat // math.prod(shape[axis + 1 :]) % shape[axis] for flat in (pred_flat, target_flat)
+        ]
+        ends = [(int(c.min()), int(c.max())) for c in coords]
+        sides = max(abs(ends[0][0] - ends[1][0]), abs(ends[0][1] - ends[1][1]))
+        gap = max(gap, sides * float(scale[axis - 1]))
+    return gap > _cell_diagonal(scale)
 
 
 def _cell_sizes(scale: np.ndarray) -> np.ndarray:
@@ -149,24 +149,21 @@ def farthest(
     directions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     shape: tuple[int, ...],
     scale: np.ndarray,
-    measure: Callable[[int, np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """The plain HD of each pair from both directions' look-ups, measuring few voxels.
+    """The plain HD of each pair, querying the KD-tree only for voxels that can be the largest.
 
-    Only the largest distance counts, so an unsettled voxel needs its exact distance only if
-    it can exceed the largest exact one known for its pair. Its distance to a sample of the
-    other surface (every ``_BOUND_EVERY``-th voxel: a small, quick tree) bounds it from
-    above; the direction with the larger bounds goes first, and what it finds usually spares
-    the other direction most of its voxels (a false-positive speck far away, say, outweighs
-    every voxel of the reference).
+    Only the largest distance counts, so a voxel the look-ups and row scans left unsettled
+    needs its exact distance only if it can exceed the largest exact one known for its pair.
+    Its distance to a sample of the other surface (every ``_BOUND_EVERY``-th voxel: a small,
+    quick tree) bounds it from above; the direction with the larger bounds goes first, and
+    what it finds usually spares the other direction its full tree (a false-positive speck
+    far away, say, outweighs every voxel of the reference).
 
     Args:
         directions: per direction ``(query_flat, other_flat, distances, pending)``:
             ``distances`` exact except at the indices ``pending``; filled in place.
         shape: shape (N, *S) of the batch.
         scale: voxel spacing of the spatial axes.
-        measure: ``measure(direction, indices)`` returns the distances of those voxels of
-            ``directions[direction]``, exact where they can be the largest of their pair.
 
     Shape:
         returns (N,).
@@ -178,18 +175,20 @@ def farthest(
         if distances.size:  # (a direction can have no candidates left)
             settled = np.where(distances < np.inf, distances, 0.0)
             found = np.maximum(found, _group_max(settled, query_flat // block, shape[0]))
-        bound = np.full(pending.size, np.inf)
-        if pending.size > _FEW_BOUNDS:  # (a few voxels are cheaper to measure than to bound)
+        bound = np.empty(0)
+        if pending.size:
             sample = cKDTree(points(other_flat[::_BOUND_EVERY], shape, scale), **TREE_OPTIONS)
             bound = sample.query(points(query_flat[pending], shape, scale), k=1)[0]
         upper.append(bound)
     for i in sorted(range(2), key=lambda i: -np.max(upper[i], initial=-np.inf)):
-        query_flat, _, distances, pending = directions[i]
+        query_flat, other_flat, distances, pending = directions[i]
         groups = query_flat // block
         distances[pending] = 0.0  # cannot exceed ``found``, unless needed below
         needed = pending[upper[i] > found[groups[pending]]]
         if needed.size:
-            distances[needed] = measure(i, needed)
+            distances[needed] = tree_distances(
+                query_flat[needed], other_flat, shape, scale, only_max=True
+            )
             np.maximum.at(found, groups[needed], distances[needed])
     return found
 

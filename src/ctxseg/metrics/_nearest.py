@@ -91,13 +91,18 @@ def few_distances(
     """
     block = math.prod(shape[1:])
     single = (1, *shape[1:])  # coordinates within a pair
+    pairs = query_flat // block
     distances = np.empty(query_flat.size)
-    for i, flat in enumerate(query_flat.tolist()):
-        pair = flat // block
+    for pair in np.unique(pairs).tolist():
         lo, hi = np.searchsorted(other_flat, [pair * block, (pair + 1) * block])
-        difference = points(other_flat[lo:hi] - pair * block, single, scale)  # (M, D)
-        difference -= points(np.array([flat - pair * block]), single, scale)
-        distances[i] = np.sqrt(np.min(np.einsum("md,md->m", difference, difference)))
+        others = points(other_flat[lo:hi] - pair * block, single, scale)  # (M, D)
+        mine = pairs == pair
+        queries = points(query_flat[mine] - pair * block, single, scale)  # (Q', D)
+        # |o - q|^2 = |o|^2 - 2 o.q + |q|^2 by one matrix product picks the nearest; its
+        # distance is then taken from the difference itself (no cancellation error)
+        squared = np.einsum("md,md->m", others, others) - 2.0 * (queries @ others.T)  # (Q', M)
+        nearest = others[np.argmin(squared, axis=1)]  # (Q', D)
+        distances[mine] = np.sqrt(np.sum((nearest - queries) ** 2, axis=1))
     return distances
 
 

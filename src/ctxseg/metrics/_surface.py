@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Surfaces", "mask_edges", "nonzero_box", "pack_rows", "surfaces"]
+__all__ = ["Surfaces", "mask_edges", "pack_rows", "surfaces"]
 
 
 def pack_rows(mask: np.ndarray) -> np.ndarray:
@@ -90,7 +90,7 @@ def surfaces(
         margin: (len(S),). The padded batch has shape (K, *S') with S' >= box + 2 * margin and
         S'[-1] a multiple of 8.
     """
-    inner = nonzero_box(np.bitwise_or.reduce(pred_bits | target_bits, axis=0))
+    inner = _nonzero_box(np.bitwise_or.reduce(pred_bits | target_bits, axis=0))
     pads = [max(int(m), 1) for m in margin[:-1]] + [-(-max(int(margin[-1]), 1) // 8)]
     size = tuple(sl.stop - sl.start + 2 * pad for sl, pad in zip(inner, pads, strict=True))
     place = tuple(slice(pad, size_ - pad) for pad, size_ in zip(pads, size, strict=True))
@@ -109,7 +109,7 @@ def surfaces(
     )
 
 
-def nonzero_box(array: np.ndarray) -> tuple[slice, ...]:
+def _nonzero_box(array: np.ndarray) -> tuple[slice, ...]:
     """Bounding box of the non-zero entries of an array that has some.
 
     Shape:

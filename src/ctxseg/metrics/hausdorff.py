@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -139,46 +139,71 @@ def _hausdorff_batch(
     if (
         percentile is None
         and both.size == 1
-        and worth_pruning(pred_bits[both[0]], target_bits[both[0]], scale)
+        and worth_pruning(surf.pred_flat, surf.target_flat, surf.shape, scale)
     ):
         queries = candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
-    rows = row_offsets(tuple(scale.tolist()))
-    margin = np.abs(rows[0]).max(axis=0)  # (D - 1,) the rows a scan reaches on each side
     directions = []
     for query_flat, other_lookup, other_flat in (
         (queries[0], surf.target_lookup, surf.target_flat),
         (queries[1], surf.pred_lookup, surf.pred_flat),
     ):
         distances, pending = _look_up(query_flat, other_lookup, flat_steps, offset_distances)
-        directions.append((query_flat, other_flat, distances, pending))
-
-    def measure(direction: int, indices: np.ndarray, needed=None) -> np.ndarray:
-        """Distances of some unsettled voxels: row scans, then a KD-tree beyond their reach."""
-        query_flat, other_flat, _, _ = directions[direction]
-        if indices.size <= _FEW:
-            return few_distances(query_flat[indices], other_flat, surf.shape, scale)
-        table = row_table(other_flat, surf.shape, margin)
-        squared, left = scan(query_flat, indices, table, surf.shape, rows, needed)
-        distances = np.sqrt(squared) * scale[-1]  # offsets and tables count row spacings
-        if left.size:
-            distances[left] = tree_distances(
-                query_flat[left], other_flat, surf.shape, scale, only_max=percentile is None
+        needed = None
+        if percentile is not None:
+            needed = functools.partial(
+                _needed, query_flat // block, n=both.size, percentile=percentile
             )
-        return distances[indices]
-
+            pending = pending[needed(pending)]
+        if pending.size:
+            pending = _measure(
+                query_flat, other_flat, distances, pending, surf.shape, scale, needed
+            )
+        directions.append((query_flat, other_flat, distances, pending))
     if percentile is None:
-        result[both] = farthest(directions, surf.shape, scale, measure)
+        result[both] = farthest(directions, surf.shape, scale)
         return result
     directed = []
-    for i, (query_flat, _, distances, pending) in enumerate(directions):
+    for query_flat, other_flat, distances, pending in directions:
         groups = query_flat // block
-        needed = functools.partial(_needed, groups, n=both.size, percentile=percentile)
-        pending = pending[needed(pending)]
+        pending = pending[_needed(groups, pending, both.size, percentile)]
         if pending.size:
-            distances[pending] = measure(i, pending, needed)
+            distances[pending] = tree_distances(query_flat[pending], other_flat, surf.shape, scale)
         directed.append(_reduce(distances, groups, both.size, percentile))
     result[both] = np.maximum(*directed)
     return result
+
+
+def _measure(
+    query_flat: np.ndarray,
+    other_flat: np.ndarray,
+    distances: np.ndarray,
+    pending: np.ndarray,
+    shape: tuple[int, ...],
+    scale: np.ndarray,
+    needed: Callable[[np.ndarray], np.ndarray] | None,
+) -> np.ndarray:
+    """Distances of the voxels the look-ups left: against every voxel if few, else by rows.
+
+    Args:
+        query_flat, other_flat: flat indices of the query and the other surface.
+        distances: distances of ``query_flat``, +inf at ``pending``; filled in place.
+        pending: indices into ``query_flat`` of the voxels to measure.
+        shape: shape (N, *S) of the batch.
+        scale: voxel spacing of the spatial axes.
+        needed: as in :func:`ctxseg.metrics._rows.scan`.
+
+    Returns:
+        The indices of the voxels still unsettled: farther than a row scan reaches, needed.
+    """
+    if pending.size <= _FEW:
+        distances[pending] = few_distances(query_flat[pending], other_flat, shape, scale)
+        return pending[:0]
+    offsets = row_offsets(tuple(scale.tolist()))
+    table = row_table(other_flat, shape, np.abs(offsets[0]).max(axis=0))
+    squared, left = scan(query_flat, pending, table, shape, offsets, needed)
+    distances[pending] = np.sqrt(squared[pending]) * scale[-1]  # tables count row spacings
+    distances[left] = np.inf
+    return left
 
 
 @functools.lru_cache(maxsize=64)
