@@ -233,7 +233,7 @@ def test_row_scan_settles_exactly_and_leaves_only_voxels_beyond_its_reach(shape,
     other = other[np.isin(other // block, np.unique(query // block))]  # a pair has both
     query = query[np.isin(query // block, np.unique(other // block))]
     offsets = row_offsets(tuple(spacing))
-    table = row_table(other, shape, np.abs(offsets[0]).max(axis=0))
+    table = row_table(other, shape, offsets)
     squared, left = scan(query, np.arange(query.size), table, shape, offsets)
     expected = nearest_distances(query, other, shape, scale)
     settled = np.setdiff1d(np.arange(query.size), left)
@@ -250,7 +250,7 @@ def test_row_scan_drops_what_the_result_no_longer_needs():
     query = np.sort(rng.choice(1200, 200, replace=False))
     other = np.sort(rng.choice(1200, 10, replace=False))
     offsets = row_offsets(spacing)
-    table = row_table(other, shape, np.abs(offsets[0]).max(axis=0))
+    table = row_table(other, shape, offsets)
 
     def needed(pending: np.ndarray) -> np.ndarray:  # only the nearest 50 voxels matter
         return np.full(pending.size, query.size - pending.size < 50)
@@ -283,9 +283,10 @@ def test_row_offsets_are_sorted_and_reach_beyond_every_offset():
 def test_few_distances_equal_all_pairs_within_each_pair():
     rng = np.random.default_rng(6)
     shape, scale = (3, 7, 11, 13), np.array([2.0, 0.5, 0.8])
+    block = math.prod(shape[1:])
     other = np.sort(rng.choice(math.prod(shape), 60, replace=False))
     query = rng.choice(math.prod(shape), 9, replace=False)
-    query = query[np.isin(query // math.prod(shape[1:]), np.unique(other // math.prod(shape[1:])))]
+    query = query[np.isin(query // block, np.unique(other // block))]
     np.testing.assert_allclose(
         few_distances(query, other, shape, scale),
         nearest_distances(query, other, shape, scale),

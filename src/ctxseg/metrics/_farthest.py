@@ -1,13 +1,14 @@
-"""The plain Hausdorff distance (the maximum) from the look-ups, with little KD-tree work.
+"""The plain Hausdorff distance (the maximum) with little work on voxels that cannot be it.
 
 Only the largest distance of a pair counts, so most voxels need no exact distance:
 
 - :func:`candidates`: coarse cells bound every voxel's distance from below and above; a
   voxel whose upper bound is below the largest lower bound cannot be the farthest and is
   not looked up at all (a far false-positive speck leaves little else).
-- :func:`farthest`: after the look-ups, an unsettled voxel whose upper bound (its distance
-  to a sample of the other surface) cannot beat the largest exact distance found so far is
-  skipped; the most promising are measured one by one, the rest (if any) by KD-tree.
+  :func:`worth_pruning` tells cheaply when the cells can rule anything out.
+- :func:`farthest`: a voxel still unsettled after the look-ups and row scans (beyond their
+  reach) whose upper bound (its distance to a sample of the other surface) cannot beat the
+  largest exact distance found so far is skipped; the rest go to the KD-tree.
 """
 
 from __future__ import annotations
@@ -41,15 +42,18 @@ def worth_pruning(
     Shape:
         pred_flat, target_flat: sorted flat indices in the (1, *S) batch of ``shape``.
     """
-    gap = 0.0
-    for axis in range(1, len(shape)):
-        # coordinates along one axis at a time: integer division of the flat indices
-        coords = [
-            flat // math.prod(shape[axis + 1 :]) % shape[axis] for flat in (pred_flat, target_flat)
-        ]
-        ends = [(int(c.min()), int(c.max())) for c in coords]
-        sides = max(abs(ends[0][0] - ends[1][0]), abs(ends[0][1] - ends[1][1]))
-        gap = max(gap, sides * float(scale[axis - 1]))
+    size = math.prod(shape[2:])  # one slice of the first spatial axis
+    extents = []  # per surface: (first, last) along every spatial axis
+    for flat in (pred_flat, target_flat):
+        ends = [(int(flat[0]) // size, int(flat[-1]) // size)]  # sorted: the first axis is free
+        for axis in range(2, len(shape)):
+            coords = flat // math.prod(shape[axis + 1 :]) % shape[axis]
+            ends.append((int(coords.min()), int(coords.max())))
+        extents.append(ends)
+    gap = max(
+        max(abs(a[0] - b[0]), abs(a[1] - b[1])) * float(step)
+        for a, b, step in zip(*extents, scale, strict=True)
+    )
     return gap > _cell_diagonal(scale)
 
 

@@ -1,7 +1,8 @@
-"""Exact distances from surface voxels to the other surface, by KD-tree (SPEC §8's HD).
+"""Exact distances from surface voxels to the other surface for the far ones (SPEC §8's HD).
 
-The voxels that :mod:`ctxseg.metrics.hausdorff`'s array look-ups leave unsettled get their
-distance here. Voxels are points in physical coordinates; for a batch, the pair index is an
+The voxels that the array look-ups and the row scans of :mod:`ctxseg.metrics.hausdorff`
+leave unsettled get their distance here: a handful against every voxel of the other surface,
+more by KD-tree. Voxels are points in physical coordinates; for a batch, the pair index is an
 extra coordinate spaced so far apart that every nearest neighbour is found in its own pair.
 """
 

@@ -11,17 +11,28 @@ Empty masks (SPEC §8): both empty gives NaN, exactly one empty gives +inf, with
 percentile (MONAI would return NaN for a percentile over a one-sided miss).
 
 Speed, with exact results: the masks of a batch are packed to bits, cropped to their common
-foreground box and eroded together (``_surface.py``). A surface voxel whose nearest voxel on
-the other surface lies in a small neighbourhood (the usual case) gets its distance from array
-look-ups, several offsets a round, nearest offsets first; only the rest go to a KD-tree
-(``_nearest.py``), one per direction for the whole batch, with the batch index as an extra
-coordinate spaced so far apart that every nearest neighbour is found in its own mask. The
-percentile needs no KD-tree when it falls among the settled distances. The plain HD needs
-only the farthest voxel (``_farthest.py``): for a single pair, coarse cells rule out most
-voxels before any look-up, and the unsettled ones are bounded through a sample of the other
-surface and measured most promising first. ``benchmarks/bench_metrics.py`` compares the speed
-with MONAI's (on the 2-core dev machine about 30x for a 2-D batch, over 10x for a 3-D volume,
-with one torch thread).
+foreground box and eroded together (``_surface.py``). Each surface voxel's distance to the
+other surface then comes from the cheapest of three exact means, nearest first:
+
+1. array look-ups of the offsets in a small box (about 3 mm with 3 x 0.625 x 0.625 mm
+   voxels, 6 voxels in 2-D), several offsets a round, nearest offsets first: most voxels of
+   a fair prediction settle here;
+2. row scans (``_rows.py``) for the rest, up to 10 mm (96 voxels in 2-D): the other surface
+   stored row by row, each row giving the distance along it at once, so a voxel two thick
+   slices off settles in tens of rows instead of hundreds of look-ups (a handful of voxels
+   are compared with every voxel of the other surface instead, ``_nearest.py``);
+3. a KD-tree (``_nearest.py``), one per direction for the whole batch, with the batch index
+   as an extra coordinate spaced so far apart that every nearest neighbour is found in its
+   own mask, for the few farther (far false-positive specks).
+
+Look-ups and row scans both settle voxels nearest first, so a percentile needs no more once
+its rank falls among the settled distances (HD95 of a good prediction needs no row scan or
+tree at all; the row scans check after every round). The plain HD
+needs only the farthest voxel (``_farthest.py``): for a single pair whose masks' boxes lie
+far apart, coarse cells rule out most voxels before any look-up, and voxels left beyond the
+rows' reach are bounded through a sample of the other surface before any KD-tree.
+``benchmarks/bench_metrics.py`` compares the speed with MONAI's on clean and speckled
+predictions (figures in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from ctxseg.metrics._surface import mask_edges, pack_rows, surfaces
 
 __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
-_LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the KD-tree
+_LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the row scans
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _FEW = 16  # unsettled voxels up to which comparing with every voxel beats a table or tree
 
@@ -199,7 +210,7 @@ def _measure(
         distances[pending] = few_distances(query_flat[pending], other_flat, shape, scale)
         return pending[:0]
     offsets = row_offsets(tuple(scale.tolist()))
-    table = row_table(other_flat, shape, np.abs(offsets[0]).max(axis=0))
+    table = row_table(other_flat, shape, offsets)
     squared, left = scan(query_flat, pending, table, shape, offsets, needed)
     distances[pending] = np.sqrt(squared[pending]) * scale[-1]  # tables count row spacings
     distances[left] = np.inf
@@ -212,7 +223,7 @@ def _lookup_offsets(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray,
 
     The box has about the same physical reach along every axis (fewer voxels along a coarse
     axis) and is the widest with at most ``_LOOKUP_STEPS`` offsets: beyond that the look-ups
-    cost more than the KD-tree queries they save.
+    cost more than the row scans they spare.
 
     Returns:
         ``(radii, offsets, distances)``: box half-widths in voxels (D,), offsets (K, D) and
