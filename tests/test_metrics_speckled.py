@@ -201,6 +201,20 @@ def test_many_small_random_cases_equal_brute_force():
     assert checked > 200
 
 
+def test_rows_longer_than_float32_holds_exactly_equal_brute_force():
+    """Rows over 4096 voxels store float64 squares; distances along them stay exact."""
+    rng = np.random.default_rng(9)
+    pred, target = np.zeros((2, 40, 4200), bool)
+    target[10:30, 50:70] = True  # two squares 4000 voxels apart along the rows
+    target[12:28, 4150:4170] = True
+    pred[15:25, 2100:2130] = True  # one in between: distances of ~2000 voxels along rows
+    pred[tuple(rng.integers(0, s, 40) for s in pred.shape)] = True
+    for percentile in (None, 95):
+        expected = brute_force_hd(pred, target, (1.0, 0.5), percentile)
+        ours = hausdorff_distance(pred, target, spacing=(1.0, 0.5), percentile=percentile)
+        assert ours == pytest.approx(expected, rel=1e-9)
+
+
 # ---------------------------------------------------------------- the helpers
 
 

@@ -140,7 +140,7 @@ def row_table(
     gap = np.arange(size, dtype=index)
     gap -= np.repeat(position, np.diff(stretch, append=size))  # (size,) to the nearest
     squared = np.empty(size + width, np.float32 if width <= 4096 else np.float64)
-    np.multiply(gap, gap, out=squared[:size], casting="unsafe")
+    np.multiply(gap, gap, out=squared[:size], dtype=squared.dtype)  # squares in floats
     squared[size:] = np.inf
     starts = np.full(math.prod(padded), size, np.int64)
     starts[_padded_rows(rows[first], shape, padded, margin)] = np.arange(0, size, width)
