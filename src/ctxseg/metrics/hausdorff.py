@@ -366,7 +366,8 @@ def _reduce(
     high = np.minimum(low + 1, counts - 1)
     if n == 1:  # one volume: partial sorting around the two ranks is enough
         ordered = np.partition(distances, np.unique([low[0], high[0]]))
-    else:
-        ordered = distances[np.lexsort((distances, groups))]
+    else:  # sorted within each mask: one sort of the mask index plus the (capped) distance
+        cap = 2.0 * float(np.max(distances, where=np.isfinite(distances), initial=0.0)) + 1.0
+        ordered = distances[np.argsort(groups * (2.0 * cap) + np.minimum(distances, cap))]
     below, above = ordered[starts + low], ordered[starts + high]
     return below + (rank - low) * (above - below)
