@@ -17,13 +17,15 @@ other surface then comes from the cheapest of three exact means, nearest first:
 1. array look-ups of the offsets in a small box (about 3 mm with 3 x 0.625 x 0.625 mm
    voxels, 6 voxels in 2-D), several offsets a round, nearest offsets first: most voxels of
    a fair prediction settle here;
-2. row scans (``_rows.py``) for the rest, up to 10 mm (96 voxels in 2-D): the other surface
-   stored row by row, each row giving the distance along it at once, so a voxel two thick
-   slices off settles in tens of rows instead of hundreds of look-ups (a handful of voxels
-   are compared with every voxel of the other surface instead, ``_nearest.py``);
+2. in volumes, row scans (``_rows.py``) for the rest, up to 10 mm with such voxels: the other
+   surface stored row by row, each row giving the distance along it at once, so a voxel two
+   thick slices off settles in tens of rows instead of hundreds of look-ups or a costly
+   KD-tree search (a handful of voxels are compared with every voxel of the other surface
+   instead, ``_nearest.py``);
 3. a KD-tree (``_nearest.py``), one per direction for the whole batch, with the batch index
    as an extra coordinate spaced so far apart that every nearest neighbour is found in its
-   own mask, for the few farther (far false-positive specks).
+   own mask, for the voxels beyond the rows' reach (far false-positive specks) and, in 2-D,
+   where its searches are cheap, for all the look-ups leave.
 
 Look-ups and row scans both settle voxels nearest first, so a percentile needs no more once
 its rank falls among the settled distances (HD95 of a good prediction needs no row scan or
@@ -195,6 +197,12 @@ def _measure(
 ) -> np.ndarray:
     """Distances of the voxels the look-ups left: against every voxel if few, else by rows.
 
+    Row scans pay in volumes, where reaching a distance ``r`` takes about ``pi r^2`` rows
+    against a KD-tree's costly 3-D searches (measured: some 0.3 against 3 us a voxel two thick
+    slices off). In 2-D the tree searches are cheap and a row table of a whole batch of
+    slices is not (measured on speckled slices: 15 ms by rows against 8 by tree), so the
+    rest of a 2-D batch goes to the KD-tree (the caller's last step).
+
     Args:
         query_flat, other_flat: flat indices of the query and the other surface.
         distances: distances of ``query_flat``, +inf at ``pending``; filled in place.
@@ -204,11 +212,14 @@ def _measure(
         needed: as in :func:`ctxseg.metrics._rows.scan`.
 
     Returns:
-        The indices of the voxels still unsettled: farther than a row scan reaches, needed.
+        The indices of the voxels still unsettled: farther than a row scan reaches (all in
+        2-D), needed.
     """
     if pending.size <= _FEW:
         distances[pending] = few_distances(query_flat[pending], other_flat, shape, scale)
         return pending[:0]
+    if len(shape) < 4:  # 2-D masks: (N, H, W)
+        return pending
     offsets = row_offsets(tuple(scale.tolist()))
     table = row_table(other_flat, shape, offsets)
     squared, left = scan(query_flat, pending, table, shape, offsets, needed)
