@@ -294,7 +294,9 @@ def test_row_offsets_are_sorted_and_reach_beyond_every_offset():
         assert np.min(np.sum((outside * scale) ** 2, axis=1)) >= reach - 1e-12
 
 
-def test_few_distances_equal_all_pairs_within_each_pair():
+@pytest.mark.parametrize("entries", [1 << 20, 100])  # all at once, and in chunks
+def test_few_distances_equal_all_pairs_within_each_pair(monkeypatch, entries):
+    monkeypatch.setattr("ctxseg.metrics._nearest._FEW_ENTRIES", entries)
     rng = np.random.default_rng(6)
     shape, scale = (3, 7, 11, 13), np.array([2.0, 0.5, 0.8])
     block = math.prod(shape[1:])

@@ -17,6 +17,7 @@ __all__ = ["TREE_OPTIONS", "few_distances", "points", "tree_distances"]
 
 # the fastest cKDTree settings in benchmarks/bench_metrics.py (few queries per tree)
 TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}
+_FEW_ENTRIES = 1 << 20  # most query-voxel pairs compared at once (8 MiB of float64)
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
 
 
@@ -97,13 +98,15 @@ def few_distances(
     for pair in np.unique(pairs).tolist():
         lo, hi = np.searchsorted(other_flat, [pair * block, (pair + 1) * block])
         others = points(other_flat[lo:hi] - pair * block, single, scale)  # (M, D)
-        mine = pairs == pair
-        queries = points(query_flat[mine] - pair * block, single, scale)  # (Q', D)
-        # |o - q|^2 = |o|^2 - 2 o.q + |q|^2 by one matrix product picks the nearest; its
-        # distance is then taken from the difference itself (no cancellation error)
-        squared = np.einsum("md,md->m", others, others) - 2.0 * (queries @ others.T)  # (Q', M)
-        nearest = others[np.argmin(squared, axis=1)]  # (Q', D)
-        distances[mine] = np.sqrt(np.sum((nearest - queries) ** 2, axis=1))
+        norms = np.einsum("md,md->m", others, others)  # (M,)
+        mine = np.flatnonzero(pairs == pair)
+        for chunk in np.array_split(mine, -(-mine.size * others.shape[0] // _FEW_ENTRIES)):
+            queries = points(query_flat[chunk] - pair * block, single, scale)  # (Q', D)
+            # |o - q|^2 = |o|^2 - 2 o.q + |q|^2 by one matrix product picks the nearest; its
+            # distance is then taken from the difference itself (no cancellation error)
+            squared = norms - 2.0 * (queries @ others.T)  # (Q', M)
+            nearest = others[np.argmin(squared, axis=1)]  # (Q', D)
+            distances[chunk] = np.sqrt(np.sum((nearest - queries) ** 2, axis=1))
     return distances
 
 

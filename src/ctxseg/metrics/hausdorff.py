@@ -55,7 +55,7 @@ __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
 _LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the row scans
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
-_FEW = 16  # unsettled voxels up to which comparing with every voxel beats a table or tree
+_FEW = 64  # unsettled voxels up to which comparing with every voxel beats a table or tree
 
 
 def hausdorff_distance(
