@@ -14,7 +14,7 @@ Speed, with exact results: the masks of a batch are packed to bits, cropped to t
 foreground box and eroded together (``_surface.py``). Each surface voxel's distance to the
 other surface then comes from the cheapest of three exact means, nearest first:
 
-1. array look-ups of the offsets in a small box (about 3 mm with 3 x 0.625 x 0.625 mm
+1. array look-ups of the offsets in a small box (3.7 mm with 3 x 0.625 x 0.625 mm
    voxels, 6 voxels in 2-D), several offsets a round, nearest offsets first: most voxels of
    a fair prediction settle here;
 2. in volumes, row scans (``_rows.py``) for the rest, up to 10 mm with such voxels: the other
@@ -53,8 +53,10 @@ from ctxseg.metrics._surface import mask_edges, pack_rows, surfaces
 
 __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
-_LOOKUP_STEPS = 128  # most neighbour offsets tried by array look-ups before the row scans
+# most neighbour offsets the array look-ups try, 2-D and 3-D (at most 255: _first_hits' codes)
+_LOOKUP_STEPS = {2: 128, 3: 250}
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
+_NEEDED_ROUND = 32  # most offsets a round after the first for a percentile (stops early)
 _FEW = 64  # unsettled voxels up to which comparing with every voxel beats a table or tree
 
 
@@ -160,13 +162,14 @@ def _hausdorff_batch(
         (queries[0], surf.target_lookup, surf.target_flat),
         (queries[1], surf.pred_lookup, surf.pred_flat),
     ):
-        distances, pending = _look_up(query_flat, other_lookup, flat_steps, offset_distances)
         needed = None
         if percentile is not None:
             needed = functools.partial(
                 _needed, query_flat // block, n=both.size, percentile=percentile
             )
-            pending = pending[needed(pending)]
+        distances, pending = _look_up(
+            query_flat, other_lookup, flat_steps, offset_distances, needed
+        )
         if pending.size:
             pending = _measure(
                 query_flat, other_flat, distances, pending, surf.shape, scale, needed
@@ -234,7 +237,7 @@ def _lookup_offsets(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray,
 
     The box has about the same physical reach along every axis (fewer voxels along a coarse
     axis) and is the widest with at most ``_LOOKUP_STEPS`` offsets: beyond that the look-ups
-    cost more than the row scans they spare.
+    cost more than what comes next spares (measured): the KD-tree in 2-D, row tables in 3-D.
 
     Returns:
         ``(radii, offsets, distances)``: box half-widths in voxels (D,), offsets (K, D) and
@@ -244,7 +247,7 @@ def _lookup_offsets(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray,
     best = _steps(np.zeros(scale.size, np.int64), scale)
     for reach in range(1, 16):
         candidate = _steps(np.ceil(reach * scale.min() / scale).astype(np.int64), scale)
-        if candidate[2].size > _LOOKUP_STEPS:
+        if candidate[2].size > _LOOKUP_STEPS[min(scale.size, 3)]:
             break
         best = candidate
     for array in best:
@@ -276,6 +279,7 @@ def _look_up(
     other_lookup: np.ndarray,
     flat_steps: np.ndarray,
     step_distances: np.ndarray,
+    needed: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distances to the other surface settled by neighbour look-ups, nearest offsets first.
 
@@ -284,18 +288,23 @@ def _look_up(
         other_lookup: the second surface as a flat boolean array over the padded batch.
         flat_steps: flat index steps of the look-up offsets, sorted by distance.
         step_distances: their distances.
+        needed: as in :func:`ctxseg.metrics._rows.scan`; checked after every round, so a
+            percentile stops once its rank is settled.
 
     Returns:
         ``(distances, pending)``: distances with +inf where unsettled, and the indices of
-        those entries, whose distance exceeds every settled one.
+        the needed ones among those entries, whose distance exceeds every settled one.
     """
     distances = np.full(query_flat.size, np.inf)
     pending = np.arange(query_flat.size)
     start = 0
     while start < flat_steps.size and pending.size:
         # Offsets in chunks of about _CHUNK_LOOKUPS look-ups (all the rest once that many
-        # cover them), the first hit in a chunk being the nearest: few Python rounds.
+        # cover them, or _NEEDED_ROUND at most for a percentile, to stop early), the first
+        # hit in a chunk being the nearest: few Python rounds.
         stop = flat_steps.size
+        if needed is not None and start:
+            stop = min(stop, start + _NEEDED_ROUND)
         if pending.size * (stop - start) > _CHUNK_LOOKUPS:
             stop = start + max(1, _CHUNK_LOOKUPS // pending.size)
         # offsets first: reductions along the long (voxel) axis are the fast ones
@@ -304,6 +313,8 @@ def _look_up(
         found = nearest < np.inf
         distances[pending[found]] = nearest[found]
         pending = pending[~found]
+        if needed is not None and pending.size:
+            pending = pending[needed(pending)]
         start = stop
     return distances, pending
 
