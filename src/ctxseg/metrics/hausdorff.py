@@ -162,11 +162,7 @@ def _hausdorff_batch(
         (queries[0], surf.target_lookup, surf.target_flat),
         (queries[1], surf.pred_lookup, surf.pred_flat),
     ):
-        needed = None
-        if percentile is not None:
-            needed = functools.partial(
-                _needed, query_flat // block, n=both.size, percentile=percentile
-            )
+        needed = _needed(query_flat // block, both.size, percentile)
         distances, pending = _look_up(
             query_flat, other_lookup, flat_steps, offset_distances, needed
         )
@@ -174,14 +170,14 @@ def _hausdorff_batch(
             pending = _measure(
                 query_flat, other_flat, distances, pending, surf.shape, scale, needed
             )
-        directions.append((query_flat, other_flat, distances, pending))
+        directions.append((query_flat, other_flat, distances, pending, needed))
     if percentile is None:
-        result[both] = farthest(directions, surf.shape, scale)
+        result[both] = farthest([d[:4] for d in directions], surf.shape, scale)
         return result
     directed = []
-    for query_flat, other_flat, distances, pending in directions:
+    for query_flat, other_flat, distances, pending, needed in directions:
         groups = query_flat // block
-        pending = pending[_needed(groups, pending, both.size, percentile)]
+        pending = pending[needed(pending)]
         if pending.size:
             distances[pending] = tree_distances(query_flat[pending], other_flat, surf.shape, scale)
         directed.append(_reduce(distances, groups, both.size, percentile))
@@ -339,24 +335,40 @@ def _first_hits(hits: np.ndarray, step_distances: np.ndarray) -> np.ndarray:
 
 
 def _needed(
-    groups: np.ndarray, pending: np.ndarray, n: int, percentile: float | None
-) -> np.ndarray:
-    """Which unsettled distances the result needs exactly.
+    groups: np.ndarray, n: int, percentile: float | None
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """What tells which unsettled distances a percentile still needs exactly (None: the max).
 
-    The unsettled distances are the largest of their mask, so a percentile that falls among
-    the settled ones does not need them (HD95 of a good prediction often needs no KD-tree);
-    the maximum needs them all.
+    Distances settle nearest first, so the unsettled ones are the largest of their mask: a
+    percentile whose rank falls among the settled ones does not need them (HD95 of a good
+    prediction often needs no row scan or KD-tree); the maximum needs them all.
+
+    Args:
+        groups: mask index of every distance.
+        n: number of masks.
+        percentile: as in :func:`hausdorff_distance`.
+
+    Returns:
+        ``needed(pending)``: for the indices of the unsettled distances, which of them are
+        needed; ``None`` for the maximum.
 
     Shape:
-        groups: (P,) mask index of every distance; pending: (Q,); returns (Q,) bool.
+        groups: (P,); pending: (Q,); ``needed`` returns (Q,) bool.
     """
-    if percentile is None or pending.size == 0:
-        return np.ones(pending.size, bool)
+    if percentile is None:
+        return None
     counts = _counts(groups, n)
-    unsettled = _counts(groups[pending], n)
     rank = percentile / 100.0 * (counts - 1)
     highest = np.minimum(np.floor(rank).astype(np.int64) + 1, counts - 1)  # as in _reduce
-    return (highest >= counts - unsettled)[groups[pending]]
+    slack = int(np.sum(counts - 1 - highest))  # unsettled distances some mask can spare
+
+    def needed(pending: np.ndarray) -> np.ndarray:
+        if pending.size > slack:  # most masks still need theirs: keeping all is always exact
+            return np.ones(pending.size, bool)
+        unsettled = _counts(groups[pending], n)
+        return (highest >= counts - unsettled)[groups[pending]]
+
+    return needed
 
 
 def _counts(groups: np.ndarray, n: int) -> np.ndarray:
@@ -390,6 +402,7 @@ def _reduce(
         ordered = np.partition(distances, np.unique([low[0], high[0]]))
     else:  # sorted within each mask: one sort of the mask index plus the (capped) distance
         cap = 2.0 * float(np.max(distances, where=np.isfinite(distances), initial=0.0)) + 1.0
-        ordered = distances[np.argsort(groups * (2.0 * cap) + np.minimum(distances, cap))]
+        key = groups * (2.0 * cap) + np.minimum(distances, cap)
+        ordered = distances[np.argsort(key, kind="stable")]  # (fast on the sorted groups)
     below, above = ordered[starts + low], ordered[starts + high]
     return below + (rank - low) * (above - below)
