@@ -1,13 +1,14 @@
-"""The plain Hausdorff distance (the maximum) from the look-ups, with little KD-tree work.
+"""The plain Hausdorff distance (the maximum) with little work on voxels that cannot be it.
 
 Only the largest distance of a pair counts, so most voxels need no exact distance:
 
 - :func:`candidates`: coarse cells bound every voxel's distance from below and above; a
   voxel whose upper bound is below the largest lower bound cannot be the farthest and is
   not looked up at all (a far false-positive speck leaves little else).
-- :func:`farthest`: after the look-ups, an unsettled voxel whose upper bound (its distance
-  to a sample of the other surface) cannot beat the largest exact distance found so far is
-  skipped; the most promising are measured one by one, the rest (if any) by KD-tree.
+  :func:`worth_pruning` tells cheaply when the cells can rule anything out.
+- :func:`farthest`: a voxel still unsettled after the look-ups and row scans (beyond their
+  reach) whose upper bound (its distance to a sample of the other surface) cannot beat the
+  largest exact distance found so far is skipped; the rest go to the KD-tree.
 """
 
 from __future__ import annotations
@@ -19,12 +20,55 @@ from scipy.spatial import cKDTree
 
 from ctxseg.metrics._nearest import TREE_OPTIONS, points, tree_distances
 
-__all__ = ["candidates", "farthest"]
+__all__ = ["candidates", "farthest", "worth_pruning"]
 
-_ONE_BY_ONE = 8  # unsettled voxels the plain HD measures one by one before a KD-tree
 _BOUND_EVERY = 16  # the plain HD bounds unsettled distances through every 16th other voxel
 _CELL_VOXELS = 12  # the plain HD's coarse cells: about 12 voxels of the finest spacing wide
 _CELL_PAIRS = 1 << 18  # cell pairs up to which their distances are computed all at once
+
+
+def worth_pruning(
+    pred_flat: np.ndarray, target_flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray
+) -> bool:
+    """Whether :func:`candidates` can rule voxels out: the two surfaces' boxes lie far apart.
+
+    It rules a voxel out only when the HD exceeds the cell diagonal (a voxel is pruned when
+    its cell bound falls two diagonals below the largest). The voxel on the far side of one
+    surface's box is at least the gap between the two boxes' sides away from every voxel of
+    the other, so the largest gap is a lower bound on the HD: when it exceeds the diagonal
+    (a false-positive speck far out, say), pruning pays; otherwise (overlapping smooth masks)
+    the cells would cost more than they save.
+
+    Shape:
+        pred_flat, target_flat: sorted flat indices in the (1, *S) batch of ``shape``.
+    """
+    size = math.prod(shape[2:])  # one slice of the first spatial axis
+    extents = []  # per surface: (first, last) along every spatial axis
+    for flat in (pred_flat, target_flat):
+        ends = [(int(flat[0]) // size, int(flat[-1]) // size)]  # sorted: the first axis is free
+        for axis in range(2, len(shape)):
+            coords = flat // math.prod(shape[axis + 1 :]) % shape[axis]
+            ends.append((int(coords.min()), int(coords.max())))
+        extents.append(ends)
+    gap = max(
+        max(abs(a[0] - b[0]), abs(a[1] - b[1])) * float(step)
+        for a, b, step in zip(*extents, scale, strict=True)
+    )
+    return gap > _cell_diagonal(scale)
+
+
+def _cell_sizes(scale: np.ndarray) -> np.ndarray:
+    """Voxels per coarse cell along each axis: about ``_CELL_VOXELS`` of the finest spacing.
+
+    Shape:
+        scale: (D,); returns (D,) int64.
+    """
+    return np.maximum(1, np.round(_CELL_VOXELS * scale.min() / scale)).astype(np.int64)
+
+
+def _cell_diagonal(scale: np.ndarray) -> float:
+    """The largest distance between two voxels of one coarse cell."""
+    return float(np.sqrt(np.sum(((_cell_sizes(scale) - 1) * scale) ** 2)))
 
 
 def candidates(
@@ -42,7 +86,7 @@ def candidates(
         pred_flat, target_flat: sorted flat indices in the padded (1, *S) batch; returns
         subsets of both.
     """
-    cells = np.maximum(1, np.round(_CELL_VOXELS * scale.min() / scale)).astype(np.int64)
+    cells = _cell_sizes(scale)
     grid = (1, *(-(-np.asarray(shape[1:]) // cells)).tolist())
     cell_of = [_cell_index(flat, shape, cells) for flat in (pred_flat, target_flat)]
     centres = []
@@ -54,7 +98,7 @@ def candidates(
     near = _cell_distances(corners[0], corners[1])
     # the cell diagonal, plus a margin for the rounding in _cell_distances
     extent = float(np.sqrt(np.sum((np.asarray(shape[1:]) * scale) ** 2)))
-    diagonal = float(np.sqrt(np.sum(((cells - 1) * scale) ** 2))) + 1e-6 * (1.0 + extent)
+    diagonal = _cell_diagonal(scale) + 1e-6 * (1.0 + extent)
     lower = max(float(near[0].max()), float(near[1].max())) - diagonal
     kept = []
     for flat, cell, centre, distance in zip(
@@ -110,19 +154,19 @@ def farthest(
     shape: tuple[int, ...],
     scale: np.ndarray,
 ) -> np.ndarray:
-    """The plain HD of each pair from both directions' look-ups, querying the KD-tree little.
+    """The plain HD of each pair, querying the KD-tree only for voxels that can be the largest.
 
-    Only the largest distance counts, so an unsettled voxel needs its exact distance only if
-    it can exceed the largest exact one known for its pair. Its distance to a sample of the
-    other surface (every ``_BOUND_EVERY``-th voxel: a small, quick tree) bounds it from
-    above; the direction with the larger bounds goes first, and what it finds usually spares
-    the other direction its full tree (a false-positive speck far away, say, outweighs every
-    voxel of the reference).
+    Only the largest distance counts, so a voxel the look-ups and row scans left unsettled
+    needs its exact distance only if it can exceed the largest exact one known for its pair.
+    Its distance to a sample of the other surface (every ``_BOUND_EVERY``-th voxel: a small,
+    quick tree) bounds it from above; the direction with the larger bounds goes first, and
+    what it finds usually spares the other direction its full tree (a false-positive speck
+    far away, say, outweighs every voxel of the reference).
 
     Args:
-        directions: per direction ``(query_flat, other_flat, distances, pending)`` as from
-            :func:`ctxseg.metrics.hausdorff._look_up`; ``distances`` is filled in place.
-        shape: shape (N, *S) of the padded batch.
+        directions: per direction ``(query_flat, other_flat, distances, pending)``:
+            ``distances`` exact except at the indices ``pending``; filled in place.
+        shape: shape (N, *S) of the batch.
         scale: voxel spacing of the spatial axes.
 
     Shape:
@@ -144,65 +188,13 @@ def farthest(
         query_flat, other_flat, distances, pending = directions[i]
         groups = query_flat // block
         distances[pending] = 0.0  # cannot exceed ``found``, unless needed below
-        needed = _largest_first(
-            query_flat, other_flat, pending, upper[i], found, distances, shape, scale
-        )
+        needed = pending[upper[i] > found[groups[pending]]]
         if needed.size:
             distances[needed] = tree_distances(
                 query_flat[needed], other_flat, shape, scale, only_max=True
             )
             np.maximum.at(found, groups[needed], distances[needed])
     return found
-
-
-def _largest_first(
-    query_flat: np.ndarray,
-    other_flat: np.ndarray,
-    pending: np.ndarray,
-    upper: np.ndarray,
-    found: np.ndarray,
-    distances: np.ndarray,
-    shape: tuple[int, ...],
-    scale: np.ndarray,
-) -> np.ndarray:
-    """Measure the unsettled voxels with the largest upper bounds one by one, exactly.
-
-    Each measured voxel (its distance to every voxel of its pair's other surface, cheaper
-    than a KD-tree for a few voxels) raises ``found`` and drops the voxels whose bounds no
-    longer exceed it; after ``_ONE_BY_ONE`` voxels the rest is left to the KD-tree. A batch
-    of several pairs goes to the tree at once (one voxel prunes only its own pair).
-
-    Args:
-        query_flat, other_flat: flat indices of the query and the other surface.
-        pending: indices into ``query_flat`` of the unsettled voxels.
-        upper: (len(pending),) upper bounds of their distances.
-        found: (N,) largest exact distance known per pair; raised in place.
-        distances: distances of ``query_flat``; the measured ones are written in place.
-        shape: shape (N, *S) of the padded batch.
-        scale: voxel spacing of the spatial axes.
-
-    Returns:
-        The indices into ``query_flat`` still needed (bound above ``found``), unmeasured.
-    """
-    block = math.prod(shape[1:])
-    groups = query_flat[pending] // block
-    alive = upper > found[groups]
-    group, others = -1, None
-    for _ in range(_ONE_BY_ONE if shape[0] == 1 else 0):
-        if not alive.any():
-            break
-        j = int(np.argmax(np.where(alive, upper, -np.inf)))
-        if groups[j] != group:  # the other surface of this voxel's pair
-            group = int(groups[j])
-            lo, hi = np.searchsorted(other_flat, [group * block, (group + 1) * block])
-            others = points(other_flat[lo:hi], shape, scale)
-        point = points(query_flat[pending[j : j + 1]], shape, scale)
-        difference = others - point  # (M, D)
-        distances[pending[j]] = np.sqrt(np.min(np.einsum("md,md->m", difference, difference)))
-        found[group] = max(found[group], distances[pending[j]])
-        alive &= upper > found[groups]
-        alive[j] = False
-    return pending[alive]
 
 
 def _group_max(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,233 @@
+"""Exact distances to a surface by scanning its rows, for the voxels a few voxels away.
+
+The array look-ups of :mod:`ctxseg.metrics.hausdorff` settle the voxels whose nearest voxel
+on the other surface lies in a small box; the rest come here. A surface is stored row by row
+along the last axis: for each row that holds surface voxels,
+the squared distance from every position of the row to the nearest surface voxel of that row
+(a 1-D distance transform). The squared distance from a voxel to the surface is the minimum,
+over the rows around it, of the row's squared offset plus that row's entry at the voxel's
+position. Rows are visited in order of their offset's length, and a voxel is settled as soon
+as its best distance is no larger than the next row's offset: no row further away can give
+less. One row covers a whole line of voxels, so reaching a distance ``r`` costs about ``2 r``
+rows in 2-D and ``pi r^2`` in 3-D (per unit spacing), where looking up single voxels would cost
+``pi r^2`` and ``4/3 pi r^3``. With thick slices (3 mm against 0.625 mm in-plane, say) a
+voxel 6 mm away, two slices off, settles after some 50 rows where single voxels would take
+some 700 look-ups. Beyond the rows scanned a KD-tree (``_nearest.py``) takes over.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RowTable", "row_offsets", "row_table", "scan"]
+
+_ROW_STEPS = 192  # most row offsets scanned; beyond them a KD-tree costs less
+_CHUNK = 1 << 16  # most table reads a round (several row offsets a round)
+_ROUND = 1 << 12  # fewest table reads a round: a round costs about as much as that many
+
+
+@dataclass(frozen=True)
+class RowTable:
+    """One surface of a batch of pairs, stored by rows for :func:`scan`.
+
+    Attributes:
+        squared: squared distance, in voxels, from each position of a row to the row's nearest
+            surface voxel; rows of ``width`` entries one after another, then one row of +inf
+            for the rows without surface voxels. float32 holds these integers exactly.
+        starts: for every row of the padded row space, where its entries start in
+            ``squared`` (the +inf row for rows without surface voxels and for the margin).
+        padded: shape of the padded row space: (N, *S[1:-1] + 2 * margin).
+        margin: rows of margin on each side of every row axis but the pair axis.
+        width: length S[-1] of a row.
+    """
+
+    squared: np.ndarray
+    starts: np.ndarray
+    padded: tuple[int, ...]
+    margin: tuple[int, ...]
+    width: int
+
+
+@functools.lru_cache(maxsize=64)
+def row_offsets(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, float]:
+    """The row offsets a scan visits for a spacing, nearest first, and the distance it reaches.
+
+    The offsets fill a box about equally long along every row axis (fewer rows along a coarse
+    axis), the widest with at most ``_ROW_STEPS`` offsets; only those no farther than every
+    row outside the box are kept, so a voxel not settled by them is at least ``reach`` away.
+    Lengths are in units of the spacing along the rows (the last axis).
+
+    Args:
+        spacing: voxel spacing of all spatial axes.
+
+    Returns:
+        ``(offsets, squared, reach)``: offsets (K, D - 1) int64 along the row axes, their
+        squared lengths (K,) ascending, and the squared length ``reach`` of the nearest row
+        outside them; read-only (cached).
+    """
+    scale = np.asarray(spacing[:-1], dtype=np.float64) / spacing[-1]
+    best = _box(np.zeros(scale.size, np.int64), scale)
+    for extent in range(1, 4 * _ROW_STEPS):
+        candidate = _box(np.ceil(extent * scale.min() / scale).astype(np.int64), scale)
+        if candidate[0].shape[0] > _ROW_STEPS:
+            break
+        best = candidate
+    for array in best[:2]:
+        array.flags.writeable = False
+    return best
+
+
+def _box(radii: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Row offsets in the box of half-widths ``radii`` no longer than any row outside it.
+
+    Every row outside the box is at least ``min((radii + 1) * scale)`` away.
+
+    Shape:
+        radii, scale: (D - 1,); returns offsets (K, D - 1), squared lengths (K,) ascending and
+        the squared bound.
+    """
+    axes = [np.arange(-r, r + 1) for r in radii]
+    offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, radii.size)
+    squared = np.sum((offsets * scale) ** 2, axis=1)
+    bound = float(np.min((radii + 1) * scale)) ** 2
+    keep = squared < bound
+    order = np.argsort(squared[keep], kind="stable")
+    return offsets[keep][order], squared[keep][order], bound
+
+
+def row_table(
+    flat: np.ndarray,
+    shape: tuple[int, ...],
+    offsets: tuple[np.ndarray, np.ndarray, float],
+) -> RowTable:
+    """Store a surface by rows: each row's squared distances to its nearest surface voxel.
+
+    The nearest surface voxel of a row position is found without a loop: in the table, the
+    surface voxels of a row split it into stretches (the positions up to half way to the next
+    voxel), and repeating each voxel over its stretch gives every position its nearest one.
+
+    Args:
+        flat: sorted flat indices of the surface voxels in the batch of ``shape``.
+        shape: (N, *S) of the batch (C order); rows run along the last axis.
+        offsets: the row offsets of the scans, from :func:`row_offsets` (their extent is the
+            table's margin).
+
+    Shape:
+        flat: (P,), non-empty.
+    """
+    width = shape[-1]
+    margin = np.abs(offsets[0]).max(axis=0)  # (D - 1,) rows a scan reaches on each side
+    padded = (shape[0], *(s + 2 * int(m) for s, m in zip(shape[1:-1], margin, strict=True)))
+    rows = flat // width  # (P,) row of every voxel in the row space (N, *S[:-1])
+    column = flat - rows * width
+    first = np.empty(flat.size, bool)  # first voxel of its row
+    first[0] = True
+    np.not_equal(rows[1:], rows[:-1], out=first[1:])
+    table_row = np.cumsum(first) - 1  # (P,) the table row of every voxel
+    size = int(table_row[-1] + 1) * width
+    # int32 positions and float32 squares (exact for rows up to 4096 voxels) move half the bytes
+    index = np.int32 if size < 2**31 else np.int64
+    position = (table_row * width + column).astype(index)  # (P,) ascending
+    stretch = np.empty(flat.size, index)  # where each voxel's stretch starts
+    stretch[first] = position[first] - column[first]
+    later = np.flatnonzero(~first)
+    stretch[later] = (position[later - 1] + position[later]) // 2 + 1  # ties: the earlier one
+    gap = np.arange(size, dtype=index)
+    gap -= np.repeat(position, np.diff(stretch, append=size))  # (size,) to the nearest
+    squared = np.empty(size + width, np.float32 if width <= 4096 else np.float64)
+    np.multiply(gap, gap, out=squared[:size], dtype=squared.dtype)  # squares in floats
+    squared[size:] = np.inf
+    starts = np.full(math.prod(padded), size, np.int64)
+    starts[_padded_rows(rows[first], shape, padded, margin)] = np.arange(0, size, width)
+    return RowTable(squared, starts, padded, tuple(int(m) for m in margin), width)
+
+
+def _row_steps(offsets: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:
+    """Row offsets as steps between row indices of the padded row space.
+
+    Shape:
+        offsets: (K, D - 1); returns (K,).
+    """
+    strides = [math.prod(padded[axis + 1 :]) for axis in range(1, len(padded))]
+    return offsets @ np.array(strides, dtype=np.int64)
+
+
+def _padded_rows(
+    rows: np.ndarray, shape: tuple[int, ...], padded: tuple[int, ...], margin: np.ndarray
+) -> np.ndarray:
+    """Row indices in the row space (N, *S[:-1]) moved to the padded row space.
+
+    Shape:
+        rows: (R,); returns (R,).
+    """
+    out = np.zeros_like(rows)
+    rest, size = rows, 1
+    for axis in range(len(padded) - 1, 0, -1):  # division by a scalar: faster than unravel
+        above = rest // shape[axis]
+        out += (rest - above * shape[axis] + int(margin[axis - 1])) * size
+        size *= padded[axis]
+        rest = above
+    return out + rest * size
+
+
+def scan(
+    query_flat: np.ndarray,
+    pending: np.ndarray,
+    table: RowTable,
+    shape: tuple[int, ...],
+    offsets: tuple[np.ndarray, np.ndarray, float],
+    needed: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances from voxels to a surface stored by rows, nearest rows first.
+
+    Args:
+        query_flat: flat indices of the voxels in the batch of ``shape``.
+        pending: indices into ``query_flat`` of the voxels to measure.
+        table: the other surface, from :func:`row_table` with the same ``offsets``.
+        shape: (N, *S) of the batch.
+        offsets: from :func:`row_offsets`.
+        needed: given indices of unsettled voxels, which of them the result still needs
+            (their distances exceed every settled one); ``None``: all.
+
+    Returns:
+        ``(squared, left)``: squared distances of the ``pending`` voxels in units of the row
+        spacing (as the offsets), +inf elsewhere and where ``needed`` dropped them; exact
+        except at ``left``, the indices of the needed voxels farther than the reach, whose
+        entries are only upper bounds.
+
+    Shape:
+        query_flat: (Q,); pending: (P,); returns (Q,) and (L,).
+    """
+    _, step_squared, reach = offsets
+    steps = _row_steps(offsets[0], table.padded)  # (K,)
+    rows = query_flat[pending] // table.width
+    column = np.zeros_like(query_flat)  # (Q,) row position, start row: set where pending
+    column[pending] = query_flat[pending] - rows * table.width
+    start_row = np.zeros_like(query_flat)
+    start_row[pending] = _padded_rows(rows, shape, table.padded, np.asarray(table.margin))
+    squared = np.full(query_flat.size, np.inf)
+    start = 0
+    while start < steps.size and pending.size:
+        # Row offsets a round: doubling (most voxels settle in the first rows), but at least
+        # _ROUND reads (a round's fixed cost) and at most _CHUNK. Offsets first: minima along
+        # the long (voxel) axis are the fast ones.
+        width = max(start + 1, _ROUND // pending.size)
+        stop = min(steps.size, start + width, start + max(1, _CHUNK // pending.size))
+        cells = table.starts[steps[start:stop, None] + start_row[pending]]  # (K', P)
+        cells += column[pending]
+        candidates = table.squared[cells] + step_squared[start:stop, None]  # (K', P) float64
+        best = np.minimum(squared[pending], candidates.min(axis=0))  # (P,)
+        squared[pending] = best
+        bound = step_squared[stop] if stop < steps.size else reach
+        pending = pending[best > bound]
+        if needed is not None and pending.size:
+            keep = needed(pending)
+            squared[pending[~keep]] = np.inf  # above every settled distance; not measured
+            pending = pending[keep]
+        start = stop
+    return squared, pending

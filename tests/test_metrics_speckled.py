@@ -1,0 +1,327 @@
+"""Hausdorff distance / HD95 on speckled predictions (issue 10): exact against MONAI and an
+all-pairs reference, through every path of the implementation (look-ups, row scans, KD-tree,
+few-voxel comparison, coarse-cell pruning), plus the row-scan helpers on their own.
+
+A speckled prediction is what a network gives early in training or on a hard case: the organ
+roughly right (shifted, rescaled), false-negative holes inside it and isolated false-positive
+voxels scattered over the whole slice or volume, some far beyond a row scan's reach.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from scipy.spatial.distance import cdist
+
+from ctxseg.metrics import hausdorff_distance, hausdorff_distance_batch, mask_edges
+from ctxseg.metrics._farthest import worth_pruning
+from ctxseg.metrics._nearest import few_distances, points
+from ctxseg.metrics._rows import row_offsets, row_table, scan
+
+monai_metrics = pytest.importorskip("monai.metrics")
+
+
+def speckled_pair(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    strays: int,
+    holes: int,
+    shift: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A rough ellipsoid reference and its speckled prediction.
+
+    The prediction is the ellipsoid shifted by N(0, ``shift``) voxels per axis and rescaled by
+    U(0.8, 1.2), minus ``holes`` balls of radius 1-2.5 voxels centred inside it, plus
+    ``strays`` voxels drawn uniformly over the whole array.
+
+    Shape:
+        returns pred, target: ``shape`` bool.
+    """
+    grids = np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij")
+    size = np.asarray(shape, dtype=np.float64)
+    centre = size * rng.uniform(0.3, 0.7, len(shape))
+    radii = size * rng.uniform(0.12, 0.3, len(shape))
+
+    def blob(c: np.ndarray, r: np.ndarray) -> np.ndarray:
+        level = sum(((g - ci) / ri) ** 2 for g, ci, ri in zip(grids, c, r, strict=True))
+        return level < 1 + rng.normal(0, 0.1, shape)
+
+    target = blob(centre, radii)
+    pred = blob(centre + rng.normal(0, shift, len(shape)), radii * rng.uniform(0.8, 1.2))
+    inside = np.argwhere(pred)
+    for hole in inside[rng.integers(0, len(inside), holes)] if inside.size else []:
+        pred &= sum((g - h) ** 2 for g, h in zip(grids, hole, strict=True)) > rng.uniform(1, 6.25)
+    pred[tuple(rng.integers(0, s, strays) for s in shape)] = True
+    return pred, target
+
+
+def brute_force_hd(pred: np.ndarray, target: np.ndarray, spacing, percentile) -> float:
+    """All-pairs distances between the scipy-eroded surfaces, MONAI's conventions."""
+    if not pred.any() and not target.any():
+        return math.nan
+    if not pred.any() or not target.any():
+        return math.inf
+    surface = [
+        np.argwhere(mask ^ ndimage.binary_erosion(mask)) * np.asarray(spacing)
+        for mask in (pred, target)
+    ]
+    pairwise = cdist(surface[0], surface[1])
+    directed = [pairwise.min(axis=1), pairwise.min(axis=0)]
+    if percentile is None:
+        return float(max(d.max() for d in directed))
+    return float(max(np.percentile(d, percentile) for d in directed))
+
+
+def monai_hd(pred: np.ndarray, target: np.ndarray, spacing, percentile) -> np.ndarray:
+    """MONAI's HD of each pair, foreground channel of a two-channel one-hot input.
+
+    Shape:
+        pred, target: (N, *S) bool; returns (N,).
+    """
+
+    def one_hot(mask: np.ndarray) -> torch.Tensor:
+        mask_t = torch.as_tensor(mask)
+        return torch.stack([~mask_t, mask_t], dim=1)  # (N, 2, *S)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hd = monai_metrics.compute_hausdorff_distance(
+            one_hot(pred), one_hot(target), percentile=percentile, spacing=spacing
+        )
+    return hd[:, 0].double().numpy()
+
+
+def speckled_slices(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> tuple:
+    """A batch as a real stack gives it: organ slices, empty ones, misses and false alarms.
+
+    Shape:
+        returns pred, target: (n, *shape) bool.
+    """
+    pred, target = np.zeros((2, n, *shape), bool)
+    for i in range(n):
+        kind = i % 8
+        if kind == 0:
+            continue  # both empty: NaN
+        if kind == 1:
+            pred[i][tuple(rng.integers(0, s, 30) for s in shape)] = True  # false alarm: inf
+            continue
+        if kind == 2:
+            target[i] = speckled_pair(rng, shape, 0, 0)[1]  # missed: inf
+            continue
+        pred[i], target[i] = speckled_pair(rng, shape, int(rng.integers(5, 40)), 3)
+    return pred, target
+
+
+# ---------------------------------------------------------------- against MONAI
+
+
+@pytest.mark.parametrize("percentile", [None, 95])
+@pytest.mark.parametrize("spacing", [None, (0.7, 1.3)])
+def test_speckled_slices_equal_monai(spacing, percentile):
+    rng = np.random.default_rng(10 + (spacing is None) + 2 * (percentile is None))
+    pred, target = speckled_slices(rng, 40, (96, 80))
+    ours = hausdorff_distance_batch(pred, target, spacing=spacing, percentile=percentile)
+    expected = monai_hd(pred, target, spacing, percentile)
+    finite = np.isfinite(expected)  # MONAI: NaN for a one-sided miss with a percentile
+    assert finite.sum() >= 20
+    np.testing.assert_allclose(ours[finite], expected[finite], rtol=0, atol=1e-4)
+    pred_any, target_any = pred.any(axis=(1, 2)), target.any(axis=(1, 2))
+    assert np.all(np.isnan(ours[~pred_any & ~target_any]))
+    assert np.all(np.isinf(ours[pred_any != target_any]))
+    assert np.all(np.isfinite(ours[pred_any & target_any]))
+
+
+@pytest.mark.parametrize("percentile", [None, 95])
+@pytest.mark.parametrize(
+    ("shape", "spacing"),
+    [((24, 64, 64), (3.0, 0.625, 0.625)), ((20, 40, 48), None), ((16, 48, 40), (0.8, 2.0, 1.1))],
+)
+def test_speckled_volume_equals_monai(shape, spacing, percentile):
+    rng = np.random.default_rng(sum(shape) + (percentile is None))
+    for strays, holes in ((40, 6), (3, 0), (400, 10)):
+        pred, target = speckled_pair(rng, shape, strays, holes, shift=1.5)
+        expected = monai_hd(pred[None], target[None], spacing, percentile)[0]
+        ours = hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)
+        assert ours == pytest.approx(expected, abs=1e-4)
+
+
+# ---------------------------------------------------------------- against all pairs
+
+
+@pytest.mark.parametrize("percentile", [None, 95, 50])
+@pytest.mark.parametrize(
+    ("shape", "spacing"),
+    [
+        ((220, 60), (1.0, 1.0)),  # specks far from the blob: the KD-tree
+        ((64, 70), (0.3, 2.5)),
+        ((28, 60, 56), (3.0, 0.625, 0.625)),  # strays beyond the anisotropic row reach
+        ((12, 30, 34), (1.0, 1.0, 1.0)),
+        ((10, 24, 30), (0.5, 4.0, 0.7)),
+    ],
+)
+def test_speckled_equal_brute_force(shape, spacing, percentile):
+    """Exact to rounding, not merely within MONAI's float32 tolerance."""
+    rng = np.random.default_rng(len(shape) * 100 + int(spacing[-1] * 10) + (percentile or 0))
+    cases = [speckled_pair(rng, shape, strays, 4) for strays in (0, 8, 60)]
+    pred, target = (np.stack(masks) for masks in zip(*cases, strict=True))
+    batch = hausdorff_distance_batch(pred, target, spacing=spacing, percentile=percentile)
+    for i, (p, t) in enumerate(cases):
+        expected = brute_force_hd(p, t, spacing, percentile)
+        assert batch[i] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        single = hausdorff_distance(p, t, spacing=spacing, percentile=percentile)
+        assert single == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_many_small_random_cases_equal_brute_force():
+    """Random small masks, spacings and percentiles through every path, against all pairs."""
+    rng = np.random.default_rng(2024)
+    checked = 0
+    for case in range(240):
+        ndim = 2 + case % 2
+        shape = tuple(int(s) for s in rng.integers(6, 40 if ndim == 2 else 18, ndim))
+        spacing = tuple(float(s) for s in rng.choice([0.4, 0.625, 1.0, 1.5, 3.0], ndim))
+        percentile = [None, 95, 50, 100, 5][case % 5]
+        pred, target = speckled_pair(
+            rng, shape, int(rng.integers(0, 25)), int(rng.integers(0, 3)), shift=3.0
+        )
+        if case % 17 == 0:
+            pred[:] = False  # an empty prediction now and then
+        expected = brute_force_hd(pred, target, spacing, percentile)
+        ours = hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)
+        if math.isnan(expected):
+            assert math.isnan(ours)
+        else:
+            assert ours == pytest.approx(expected, rel=1e-9, abs=1e-9), (case, shape, spacing)
+        checked += math.isfinite(expected)
+    assert checked > 200
+
+
+def test_rows_longer_than_float32_holds_exactly_equal_brute_force():
+    """Rows over 4096 voxels store float64 squares; distances along them stay exact."""
+    rng = np.random.default_rng(9)
+    pred, target = np.zeros((2, 40, 4200), bool)
+    target[10:30, 50:70] = True  # two squares 4000 voxels apart along the rows
+    target[12:28, 4150:4170] = True
+    pred[15:25, 2100:2130] = True  # one in between: distances of ~2000 voxels along rows
+    pred[tuple(rng.integers(0, s, 40) for s in pred.shape)] = True
+    for percentile in (None, 95):
+        expected = brute_force_hd(pred, target, (1.0, 0.5), percentile)
+        ours = hausdorff_distance(pred, target, spacing=(1.0, 0.5), percentile=percentile)
+        assert ours == pytest.approx(expected, rel=1e-9)
+
+
+# ---------------------------------------------------------------- the helpers
+
+
+def nearest_distances(query_flat, other_flat, shape, scale) -> np.ndarray:
+    """Reference: every query voxel against every other voxel of its own pair."""
+    block = math.prod(shape[1:])
+    out = np.empty(query_flat.size)
+    for i, flat in enumerate(query_flat):
+        pair = flat // block
+        others = other_flat[(other_flat // block) == pair]
+        out[i] = np.min(cdist(points(np.array([flat]), shape, scale), points(others, shape, scale)))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "spacing"),
+    [
+        ((3, 40, 48), (1.0, 1.0)),
+        ((2, 9, 30, 24), (3.0, 0.625, 0.625)),
+        ((1, 8, 20, 16), (0.7, 2.0, 1.3)),
+    ],
+)
+def test_row_scan_settles_exactly_and_leaves_only_voxels_beyond_its_reach(shape, spacing):
+    rng = np.random.default_rng(len(shape))
+    scale = np.asarray(spacing)
+    size = math.prod(shape)
+    query = np.sort(rng.choice(size, 300, replace=False))
+    other = np.sort(rng.choice(size, 40, replace=False))
+    block = math.prod(shape[1:])
+    other = other[np.isin(other // block, np.unique(query // block))]  # a pair has both
+    query = query[np.isin(query // block, np.unique(other // block))]
+    offsets = row_offsets(tuple(spacing))
+    table = row_table(other, shape, offsets)
+    squared, left = scan(query, np.arange(query.size), table, shape, offsets)
+    expected = nearest_distances(query, other, shape, scale)
+    settled = np.setdiff1d(np.arange(query.size), left)
+    assert settled.size > 0
+    np.testing.assert_allclose(np.sqrt(squared[settled]) * scale[-1], expected[settled], rtol=1e-12)
+    reach = math.sqrt(offsets[2]) * scale[-1]
+    assert np.all(expected[left] >= reach - 1e-9)  # only voxels beyond the reach are left
+    assert np.all(np.sqrt(squared[left]) * scale[-1] >= expected[left] - 1e-9)  # upper bounds
+
+
+def test_row_scan_drops_what_the_result_no_longer_needs():
+    rng = np.random.default_rng(5)
+    shape, spacing = (1, 30, 40), (1.0, 1.0)
+    query = np.sort(rng.choice(1200, 200, replace=False))
+    other = np.sort(rng.choice(1200, 10, replace=False))
+    offsets = row_offsets(spacing)
+    table = row_table(other, shape, offsets)
+
+    def needed(pending: np.ndarray) -> np.ndarray:  # only the nearest 50 voxels matter
+        return np.full(pending.size, query.size - pending.size < 50)
+
+    squared, left = scan(query, np.arange(query.size), table, shape, offsets, needed)
+    expected = nearest_distances(query, other, shape, np.asarray(spacing))
+    exact = np.isfinite(squared)
+    np.testing.assert_allclose(np.sqrt(squared[exact]), expected[exact], rtol=1e-12)
+    assert 50 <= exact.sum() < query.size  # stopped once 50 were settled
+    assert expected[exact].max() <= expected[~exact].min()  # the nearest ones, in order
+    assert left.size == 0
+
+
+def test_row_offsets_are_sorted_and_reach_beyond_every_offset():
+    for spacing in [(1.0, 1.0), (3.0, 0.625, 0.625), (0.625, 0.625, 3.0), (100.0, 1.0)]:
+        offsets, squared, reach = row_offsets(spacing)
+        scale = np.asarray(spacing[:-1]) / spacing[-1]
+        np.testing.assert_allclose(squared, np.sum((offsets * scale) ** 2, axis=1))
+        assert np.all(np.diff(squared) >= 0) and squared[0] == 0
+        assert squared[-1] < reach
+        # every row offset outside the list is at least as long as the reach
+        box = np.abs(offsets).max(axis=0) + 2
+        grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in box], indexing="ij"), -1)
+        grid = grid.reshape(-1, len(box))
+        listed = {tuple(o) for o in offsets.tolist()}
+        outside = np.array([o for o in grid.tolist() if tuple(o) not in listed])
+        assert np.min(np.sum((outside * scale) ** 2, axis=1)) >= reach - 1e-12
+
+
+@pytest.mark.parametrize("entries", [1 << 20, 100])  # all at once, and in chunks
+def test_few_distances_equal_all_pairs_within_each_pair(monkeypatch, entries):
+    monkeypatch.setattr("ctxseg.metrics._nearest._FEW_ENTRIES", entries)
+    rng = np.random.default_rng(6)
+    shape, scale = (3, 7, 11, 13), np.array([2.0, 0.5, 0.8])
+    block = math.prod(shape[1:])
+    other = np.sort(rng.choice(math.prod(shape), 60, replace=False))
+    query = rng.choice(math.prod(shape), 9, replace=False)
+    query = query[np.isin(query // block, np.unique(other // block))]
+    np.testing.assert_allclose(
+        few_distances(query, other, shape, scale),
+        nearest_distances(query, other, shape, scale),
+        rtol=1e-12,
+    )
+
+
+def test_box_gap_is_a_lower_bound_that_flags_far_specks():
+    rng = np.random.default_rng(7)
+    scale = np.array([3.0, 0.625, 0.625])
+    pred, target = speckled_pair(rng, (24, 64, 64), 0, 0, shift=0.5)
+
+    def surface_flat(mask: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(mask_edges(mask))
+
+    shape = (1, *pred.shape)
+    assert not worth_pruning(surface_flat(pred), surface_flat(target), shape, scale)
+    pred[0, 0, 0] = True  # a speck in a far corner: the HD is large, pruning pays
+    assert worth_pruning(surface_flat(pred), surface_flat(target), shape, scale)
+    assert hausdorff_distance(pred, target, spacing=scale) == pytest.approx(
+        brute_force_hd(pred, target, scale, None), rel=1e-9
+    )
