@@ -32,6 +32,7 @@ from torch import nn
 
 from ctxseg import __version__
 from ctxseg.errors import os_error_at
+from ctxseg.evaluation.report import remove_partials
 
 __all__ = [
     "checkpoint_epoch",
@@ -140,13 +141,7 @@ def remove_partial_checkpoints(folder: str | os.PathLike) -> list[str]:
     Returns:
         The names of the deleted files.
     """
-    removed = []
-    for pattern in _PARTIAL_PATTERNS:
-        for file in Path(folder).glob(pattern):
-            with contextlib.suppress(FileNotFoundError):
-                file.unlink()
-                removed.append(file.name)
-    return sorted(removed)
+    return remove_partials(folder, _PARTIAL_PATTERNS)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -8,9 +8,25 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["register_cli", "resume_command", "run_train"]
+__all__ = ["add_override_argument", "register_cli", "resume_command", "run_train"]
 
 log = logging.getLogger(__name__)
+
+
+def add_override_argument(parser: argparse.ArgumentParser, example: str) -> None:
+    """The ``--set KEY=VALUE`` option (repeatable) of the verbs that load experiment configs."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=(
+            f"override a config value, repeatable (default: none); {example}. An override that "
+            "changes the kind of experiment (loss, ROI, discriminator) also needs a new name: "
+            "--set experiment=NAME"
+        ),
+    )
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -29,18 +45,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "config", help="experiment YAML file, or a shipped one by name, e.g. promise12/unet_ce"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=(
-            "override a config value, e.g. --set loss.lambda_roi=0.5 (repeatable; default: none). "
-            "An override that changes the kind of experiment (loss, ROI, discriminator) also "
-            "needs a new name: --set experiment=NAME"
-        ),
-    )
+    add_override_argument(parser, "e.g. --set loss.lambda_roi=0.5")
     parser.add_argument(
         "--epochs", type=int, help="shortcut for --set train.epochs=N (default: the config's)"
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxseg.errors import os_error_at
-from ctxseg.evaluation.report import write_text
+from ctxseg.evaluation.report import remove_partials, write_text
 
 __all__ = ["RunLog", "read_metrics", "remove_partial_logs"]
 
@@ -36,13 +36,7 @@ def remove_partial_logs(run_dir: str | os.PathLike) -> list[str]:
     Returns:
         The names of the deleted files.
     """
-    removed = []
-    for pattern in _PARTIAL_PATTERNS:
-        for file in Path(run_dir).glob(pattern):
-            with contextlib.suppress(FileNotFoundError):
-                file.unlink()
-                removed.append(file.name)
-    return sorted(removed)
+    return remove_partials(run_dir, _PARTIAL_PATTERNS)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -170,3 +170,25 @@ def write_json(path: str | Path, data: Any) -> None:
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically (temporary sibling, then rename)."""
     _atomic_write_text(Path(path), text)
+
+
+def remove_partials(folder: str | Path, patterns: Sequence[str]) -> list[str]:
+    """Delete the temporaries of atomic writes that never finished (a killed process).
+
+    Only the process that owns the folder (a run folder's lock) may call this: another one's
+    temporary may be in the middle of being written.
+
+    Args:
+        folder: where the writes happen.
+        patterns: glob patterns of the temporaries' names.
+
+    Returns:
+        The names of the deleted files, sorted.
+    """
+    removed = []
+    for pattern in patterns:
+        for file in Path(folder).glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+                removed.append(file.name)
+    return sorted(removed)

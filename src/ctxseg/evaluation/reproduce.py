@@ -30,6 +30,7 @@ from typing import Any
 
 from ctxseg import __version__
 from ctxseg.data.store import PreparedStore
+from ctxseg.engine.cli import add_override_argument
 from ctxseg.evaluation import report
 from ctxseg.evaluation.grid import (
     estimate_epoch_seconds,
@@ -321,7 +322,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--data", type=Path, default=None, help="prepared store (required unless --quick, which prepares its own phantom; no default)"
+        "--data",
+        type=Path,
+        default=None,
+        help="prepared store (required unless --quick, which prepares its own phantom; no default)",
     )
     parser.add_argument(
         "--dataset",
@@ -347,14 +351,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--epochs", type=int, default=None, help="epochs of every run (default: the configs', 150)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for every run, repeatable (default: none)",
-    )
+    add_override_argument(parser, "applied to every run of the grid")
     parser.add_argument(
         "--parallel", type=int, default=1, help="runs at once, each in its own process (default: 1)"
     )
