@@ -76,9 +76,9 @@ def adversarial_maps(
         gumbel_tau=adv.gumbel_tau,
     )
     sigma = adv.noise_at(epoch)
-    return add_instance_noise(fake, sigma, num_classes), add_instance_noise(
-        real, sigma, num_classes
-    )
+    fake = add_instance_noise(fake, sigma, num_classes)
+    real = add_instance_noise(real, sigma, num_classes)
+    return fake, real
 
 
 def adversarial_boxes(
