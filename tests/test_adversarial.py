@@ -14,11 +14,13 @@ from torch import nn
 from ctxseg.data.store import PreparedCase, write_store
 from ctxseg.engine.adversarial import (
     AdversarialTrainer,
+    adversarial_boxes,
+    adversarial_maps,
     discriminator_inputs,
     discriminator_step,
     generator_loss,
 )
-from ctxseg.engine.config import config_from_dict, load_config
+from ctxseg.engine.config import AdversarialConfig, config_from_dict, load_config
 from ctxseg.engine.factory import create_trainer
 from ctxseg.engine.trainer import Trainer
 from ctxseg.models import create_discriminator
@@ -43,8 +45,12 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("roi", ["static", "dynamic"])
-def test_adversarial_gradient_reaches_the_generator_and_is_the_true_gradient(roi: str):
+@pytest.mark.parametrize(
+    ("roi", "real_maps"), [("static", "onehot"), ("dynamic", "onehot"), ("static", "scaled")]
+)
+def test_adversarial_gradient_reaches_the_generator_and_is_the_true_gradient(
+    roi: str, real_maps: str
+):
     torch.manual_seed(0)
     gen = nn.Conv2d(1, 2, 3, padding=1).double()
     disc = create_discriminator("context", 2, SIZE, roi=roi, roi_size=40).double()
@@ -56,7 +62,8 @@ def test_adversarial_gradient_reaches_the_generator_and_is_the_true_gradient(roi
 
     def adversarial(weight: torch.Tensor) -> torch.Tensor:
         logits = F.conv2d(image, weight, gen.bias, padding=1)
-        fake = logits.softmax(dim=1)
+        # Soft fake maps: the scaled real maps change only what D is trained on, not this term.
+        fake, _ = discriminator_inputs(logits, target, real_maps=real_maps)
         return generator_loss(disc, fake, boxes, has_roi)
 
     weight = gen.weight.detach().clone().requires_grad_(True)
@@ -72,6 +79,54 @@ def test_adversarial_gradient_reaches_the_generator_and_is_the_true_gradient(roi
     torch.testing.assert_close((grad * direction).sum(), numeric, rtol=1e-4, atol=1e-9)
     # No gradient reaches the discriminator in the generator step.
     assert all(p.grad is None for p in disc.parameters())
+
+
+REMEDIES = {
+    "straight_through": {"fake_maps": "straight_through"},
+    "gumbel": {"fake_maps": "gumbel", "gumbel_tau": 0.5},
+    "straight_through + image": {"fake_maps": "straight_through", "with_image": True},
+    "scaled + noise + smoothing": {
+        "real_maps": "scaled",
+        "noise_sigma": 0.1,
+        "noise_decay_epochs": 10,
+        "real_label": 0.9,
+    },
+}
+
+
+@pytest.mark.parametrize("discriminator", ["plain", "static", "dynamic"])
+@pytest.mark.parametrize("remedy", sorted(REMEDIES))
+def test_adversarial_gradient_reaches_every_generator_parameter_with_each_remedy(
+    remedy: str, discriminator: str
+):
+    """One-hot fake maps (straight-through, Gumbel) still pass the generator a gradient.
+
+    For straight-through it is the surrogate ``J_softmax^T (d adv / d map)`` at the one-hot map,
+    computed here independently from D's input gradient.
+    """
+    torch.manual_seed(5)
+    kind = {"plain": {"discriminator": "plain"}, "static": {"roi_size": 40}}
+    kind["dynamic"] = {"roi": "dynamic"}
+    adv = AdversarialConfig(**kind[discriminator], **REMEDIES[remedy])
+    gen = nn.Conv2d(1, 2, 3, padding=1)
+    disc = create_discriminator(
+        adv.discriminator, 2, SIZE, adv.roi, adv.roi_size, with_image=adv.with_image
+    )
+    image, target = torch.rand(2, 1, SIZE, SIZE), _target()
+    boxes, has_roi = adversarial_boxes(adv, target)
+    logits = gen(image)
+    fake, _ = adversarial_maps(adv, logits, target, image, epoch=1)
+    loss = generator_loss(disc, fake, boxes, has_roi)
+    grads = torch.autograd.grad(loss, list(gen.parameters()), retain_graph=True)
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in disc.parameters())
+    if adv.fake_maps == "straight_through":
+        hard = fake.detach().requires_grad_(True)
+        (map_grad,) = torch.autograd.grad(generator_loss(disc, hard, boxes, has_roi), hard)
+        probs = logits.softmax(dim=1)
+        expected = torch.autograd.grad(probs, list(gen.parameters()), map_grad[:, :2])
+        for g, e in zip(grads, expected, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
 
 
 def test_authors_detached_input_gives_the_generator_no_gradient():
@@ -232,6 +287,10 @@ def test_adversarial_epoch_changes_the_generator_and_lambda_zero_is_plain_ce(one
     [
         {"discriminator": "plain", "with_image": True},
         {"discriminator": "context", "roi": "dynamic", "min_roi": 20},
+        {"discriminator": "plain", "with_image": True, "fake_maps": "straight_through"},
+        {"discriminator": "context", "roi": "dynamic", "fake_maps": "gumbel"},
+        {"discriminator": "context", "roi": "static", "roi_size": 40, "real_maps": "scaled"},
+        {"discriminator": "plain", "noise_sigma": 0.2, "real_label": 0.9},
     ],
 )
 def test_train_step_logs_consistent_finite_values(store_root, tmp_path, adversarial):
@@ -282,6 +341,12 @@ def test_shipped_gan_configs_have_the_paper_settings_and_build(dataset: str):
             1e-4,
             False,
         )
+        assert (adv.real_maps, adv.fake_maps, adv.real_label, adv.noise_sigma) == (
+            "onehot",
+            "soft",
+            1.0,
+            0.0,
+        )  # the paper's discriminator inputs (issue 9): these configs are paper-faithful
         assert adv.discriminator == ("plain" if name == "gan" else "context")
         assert config.loss.name == ("context" if name.endswith("_context") else "ce")
         if adv.discriminator == "context" and adv.roi == "static":
@@ -298,6 +363,21 @@ def test_shipped_gan_configs_have_the_paper_settings_and_build(dataset: str):
             min_roi=adv.min_roi,
         )
         assert disc.global_branch.flat_features == (9216 if image_size == 128 else 16384)
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_shape_variants_differ_from_the_paper_configs_only_in_the_discriminator_input(
+    dataset: str,
+):
+    for name in ("gan", "seg_glgan_static", "seg_glgan_dynamic"):
+        paper = load_config(REPO / "configs" / dataset / f"{name}.yaml").to_dict()
+        shape = load_config(REPO / "configs" / dataset / f"{name}_shape.yaml").to_dict()
+        assert (shape["experiment"], paper["experiment"]) == (f"{name}_shape", name)
+        paper["experiment"] = shape["experiment"]
+        paper["adversarial"] |= {"with_image": True, "fake_maps": "straight_through"}
+        assert shape == paper
+        for path in (f"{name}.yaml", f"{name}_shape.yaml"):
+            assert "# Discriminator input:" in (REPO / "configs" / dataset / path).read_text()
 
 
 @pytest.mark.parametrize("dataset", ["promise12", "acdc"])

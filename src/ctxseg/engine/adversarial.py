@@ -10,6 +10,11 @@ parameters are frozen (``requires_grad`` off) during the generator step, so only
 generator receives gradients there and only the generator's optimiser steps; conversely the
 discriminator step sees the fake map detached, so it never touches the generator.
 
+What the discriminator compares - the paper's softmax against one-hot maps, or a remedy for the
+softness cue that lets it separate them whatever their shape (issue 9) - is made by
+:func:`ctxseg.engine.disc_inputs.discriminator_inputs` from the ``adversarial`` config; instance
+noise and one-sided label smoothing are applied here.
+
 The step logic lives in plain functions (:func:`discriminator_step`, :func:`generator_loss`)
 that :class:`AdversarialTrainer` composes; it overrides only the set-up of the discriminator,
 the step and the extra checkpoint state.
@@ -25,12 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctxseg.engine.config import AdversarialConfig
+from ctxseg.engine.disc_inputs import add_instance_noise, discriminator_inputs
 from ctxseg.engine.trainer import Trainer
 from ctxseg.models import create_discriminator
 from ctxseg.roi import roi_boxes
 
 __all__ = [
     "AdversarialTrainer",
+    "adversarial_boxes",
+    "adversarial_maps",
     "discriminator_inputs",
     "discriminator_step",
     "frozen",
@@ -38,32 +47,53 @@ __all__ = [
 ]
 
 
-def discriminator_inputs(
-    logits: Tensor, target: Tensor, image: Tensor | None = None
+def adversarial_maps(
+    adv: AdversarialConfig,
+    logits: Tensor,
+    target: Tensor,
+    image: Tensor | None,
+    epoch: int,
 ) -> tuple[Tensor, Tensor]:
-    """The fake and real maps the discriminator compares (SPEC §4).
+    """The discriminator's ``(fake, real)`` maps as the ``adversarial`` config selects them.
 
-    Args:
-        logits: generator output.
-        target: label map.
-        image: when given, concatenated to both maps as one more channel.
-
-    Returns:
-        ``(fake, real)``: softmax probabilities (float32 at least, carrying the generator's graph)
-        and the one-hot target.
+    :func:`~ctxseg.engine.disc_inputs.discriminator_inputs` with the config's ``real_maps``,
+    ``fake_maps``, ``scale_tau``, ``gumbel_tau`` and (``with_image``) the image, then instance
+    noise of sigma ``adv.noise_at(epoch)`` on the class-map channels of both. The same noisy
+    fake map serves the discriminator step (detached) and the generator step.
 
     Shape:
         - logits: ``(B, C, H, W)``; target: ``(B, H, W)`` int64; image: ``(B, 1, H, W)``.
-        - fake, real: ``(B, C[+1], H, W)`` float32.
+        - fake, real: ``(B, C[+1], H, W)``.
     """
     num_classes = logits.shape[1]
-    fake = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(dim=1)
-    real = F.one_hot(target, num_classes).permute(0, 3, 1, 2).to(fake.dtype)  # (B, C, H, W)
-    if image is not None:
-        image = image.to(fake.dtype)
-        fake = torch.cat([fake, image], dim=1)
-        real = torch.cat([real, image], dim=1)
+    fake, real = discriminator_inputs(
+        logits,
+        target,
+        image if adv.with_image else None,
+        real_maps=adv.real_maps,
+        fake_maps=adv.fake_maps,
+        scale_tau=adv.scale_tau,
+        gumbel_tau=adv.gumbel_tau,
+    )
+    sigma = adv.noise_at(epoch)
+    fake = add_instance_noise(fake, sigma, num_classes)
+    real = add_instance_noise(real, sigma, num_classes)
     return fake, real
+
+
+def adversarial_boxes(
+    adv: AdversarialConfig, target: Tensor
+) -> tuple[Tensor | None, Tensor | None]:
+    """The target's ROI boxes for the discriminator (``(None, None)`` for the plain one).
+
+    Shape:
+        - target: ``(B, H, W)`` int64; boxes ``(B, 4)``, has_roi ``(B,)``.
+    """
+    if adv.discriminator == "plain":
+        return None, None
+    if adv.roi == "static":
+        return roi_boxes(target, "static", size=adv.roi_size)
+    return roi_boxes(target, "dynamic", margin=adv.margin, min_size=adv.min_roi)
 
 
 def _bce(scores: Tensor, label: float) -> Tensor:
@@ -97,20 +127,24 @@ def discriminator_step(
     boxes: Tensor | None,
     has_roi: Tensor | None,
     autocast: Any = None,
+    real_label: float = 1.0,
 ) -> dict[str, Tensor]:
     """One discriminator update: ``0.5 * (BCE(D(real), 1) + BCE(D(fake.detach()), 0))`` (SPEC §6).
 
     Real and fake go through the discriminator as one batch of 2B (it has no normalisation
-    layer, so this equals two separate passes).
+    layer, so this equals two separate passes). With ``real_label < 1`` the real term is
+    ``BCE(D(real), real_label)``: one-sided label smoothing (Salimans et al. 2016), which keeps
+    D from driving its logits on real maps to infinity; the fake label stays 0.
 
     Args:
         disc: the discriminator (possibly DDP-wrapped).
         optimizer: its optimiser; the only one that steps here.
-        real: one-hot target maps.
+        real: target maps (one-hot, or scaled towards the prediction).
         fake: generator maps; detached here, so the generator gets no gradient.
         boxes: the target's ROI boxes (ignored by the plain discriminator).
         has_roi: whether each sample has an ROI.
         autocast: a context manager factory for the forward pass (mixed precision), or None.
+        real_label: the target of the real term, in (0.5, 1].
 
     Returns:
         Detached scalars ``d_loss``, ``d_real`` (mean sigmoid of D(real)) and ``d_fake``.
@@ -126,7 +160,7 @@ def discriminator_step(
     with autocast() if autocast is not None else nullcontext():
         scores = disc(maps, boxes2, has_roi2)  # (2B,)
     d_real, d_fake = scores[:batch], scores[batch:]
-    d_loss = 0.5 * (_bce(d_real, 1.0) + _bce(d_fake, 0.0))
+    d_loss = 0.5 * (_bce(d_real, real_label) + _bce(d_fake, 0.0))
     d_loss.backward()
     optimizer.step()
     with torch.no_grad():
@@ -189,14 +223,12 @@ class AdversarialTrainer(Trainer):
         self.disc_module = disc
         self.disc = self.wrap_ddp(disc)
         self.d_optimizer = self.make_optimizer(disc.parameters(), adv.optim)
+        self.epoch = 0  # set by on_epoch_start; 0 for a train_step called outside fit()
 
-    def _boxes(self, target: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        adv = self.config.adversarial
-        if adv.discriminator == "plain":
-            return None, None
-        if adv.roi == "static":
-            return roi_boxes(target, "static", size=adv.roi_size)
-        return roi_boxes(target, "dynamic", margin=adv.margin, min_size=adv.min_roi)
+    def on_epoch_start(self, epoch: int) -> None:
+        """The learning rates, and the epoch that sets the instance-noise sigma."""
+        super().on_epoch_start(epoch)
+        self.epoch = epoch
 
     def train_step(self, image: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Generator forward, one discriminator step, one generator step (SPEC §6).
@@ -209,15 +241,15 @@ class AdversarialTrainer(Trainer):
         """
         adv = self.config.adversarial
         self.disc.train()
-        boxes, has_roi = self._boxes(target)
+        boxes, has_roi = adversarial_boxes(adv, target)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             logits = self.model(image)  # (B, C, H, W)
         parts = self.loss_fn.parts(logits.float(), target)
-        fake, real = discriminator_inputs(logits, target, image if adv.with_image else None)
+        fake, real = adversarial_maps(adv, logits, target, image, self.epoch)
 
         d_stats = discriminator_step(
-            self.disc, self.d_optimizer, real, fake, boxes, has_roi, self.autocast
+            self.disc, self.d_optimizer, real, fake, boxes, has_roi, self.autocast, adv.real_label
         )
         adv_loss = generator_loss(self.disc_module, fake, boxes, has_roi, self.autocast)
         total = parts["loss"] + adv.lambda_adv * adv_loss

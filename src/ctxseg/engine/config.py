@@ -188,7 +188,16 @@ class TrainConfig:
 
 @dataclass
 class AdversarialConfig:
-    """The discriminator of the GAN / Seg-GLGAN runs (SPEC §4, §6); read by the GAN trainer."""
+    """The discriminator of the GAN / Seg-GLGAN runs (SPEC §4, §6); read by the GAN trainer.
+
+    The defaults are the paper's discriminator inputs: softmax maps ("fake") against one-hot
+    targets ("real"), no image, no noise, real label 1. Those can be told apart by softness
+    alone (issue 9, ``docs/seg-glgan.md``); the other values are the remedies:
+    ``real_maps: scaled`` (Luc et al. 2016, with ``scale_tau``), ``fake_maps: straight_through``
+    or ``gumbel`` (with ``gumbel_tau``), ``with_image`` (a conditional discriminator),
+    ``noise_sigma`` / ``noise_decay_epochs`` (instance noise on the class maps, linearly
+    decaying to 0) and ``real_label`` (one-sided label smoothing).
+    """
 
     discriminator: Literal["plain", "context"] = "context"
     roi: Literal["static", "dynamic"] = "static"
@@ -197,6 +206,13 @@ class AdversarialConfig:
     min_roi: int = 20
     lambda_adv: float = 1.0
     with_image: bool = False
+    real_maps: Literal["onehot", "scaled"] = "onehot"
+    scale_tau: float = 0.9
+    fake_maps: Literal["soft", "straight_through", "gumbel"] = "soft"
+    gumbel_tau: float = 1.0
+    real_label: float = 1.0
+    noise_sigma: float = 0.0
+    noise_decay_epochs: int | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def check(self) -> None:
@@ -204,7 +220,48 @@ class AdversarialConfig:
         _check(self.margin >= 0, "margin", f"must be >= 0, got {self.margin}")
         # The dynamic local branch's unpadded 9-5-5 convolutions need at least 17 px (SPEC §4).
         _check(self.min_roi >= 17, "min_roi", f"must be >= 17, got {self.min_roi}")
-        _check(self.lambda_adv >= 0, "lambda_adv", f"must be >= 0, got {self.lambda_adv}")
+        # Comparisons with NaN are false, so each range check below also rejects NaN.
+        inf = float("inf")
+        _check(
+            0 <= self.lambda_adv < inf,
+            "lambda_adv",
+            f"must be finite and >= 0, got {self.lambda_adv}",
+        )
+        _check(0 < self.scale_tau <= 1, "scale_tau", f"must be in (0, 1], got {self.scale_tau}")
+        _check(
+            0 < self.gumbel_tau < inf,
+            "gumbel_tau",
+            f"must be finite and > 0, got {self.gumbel_tau}",
+        )
+        # One-sided label smoothing: the real label stays above the fake one's 0 and 1/2.
+        _check(
+            0.5 < self.real_label <= 1, "real_label", f"must be in (0.5, 1], got {self.real_label}"
+        )
+        _check(
+            0 <= self.noise_sigma < inf,
+            "noise_sigma",
+            f"must be finite and >= 0, got {self.noise_sigma}",
+        )
+        _check(
+            self.noise_decay_epochs is None or self.noise_decay_epochs >= 1,
+            "noise_decay_epochs",
+            f"must be >= 1 or null, got {self.noise_decay_epochs}",
+        )
+        # Scaled real maps are as soft as the prediction: against one-hot fakes, the softness
+        # cue would come back the other way round.
+        _check(
+            self.real_maps == "onehot" or self.fake_maps == "soft",
+            "real_maps",
+            f"'scaled' needs fake_maps 'soft', got fake_maps {self.fake_maps!r}",
+        )
+
+    def noise_at(self, epoch: int) -> float:
+        """The instance-noise sigma of 0-based ``epoch``: ``noise_sigma``, decaying linearly to
+        0 at ``noise_decay_epochs`` (constant when that is null); a pure function of the epoch,
+        so resume is exact."""
+        if self.noise_decay_epochs is None:
+            return self.noise_sigma
+        return self.noise_sigma * max(0.0, 1.0 - epoch / self.noise_decay_epochs)
 
 
 @dataclass

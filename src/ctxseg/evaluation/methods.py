@@ -12,6 +12,7 @@ from ctxseg.engine.config import BUILTIN_CONFIGS
 
 __all__ = [
     "PAPER_TABLE1",
+    "SHAPE_VARIANTS",
     "TABLE1",
     "Method",
     "available_methods",
@@ -40,6 +41,14 @@ TABLE1 = (
     Method("seg_glgan_static", "Seg-GLGAN, static ROI"),
     Method("seg_glgan_dynamic", "Seg-GLGAN, dynamic ROI"),
     Method("seg_glgan_static_context", "Seg-GLGAN static ROI + context CE (supplement)"),
+)
+
+#: The adversarial rows with the remedy for the discriminator's inputs (issue 9,
+#: docs/seg-glgan.md): straight-through one-hot fake maps and the image as a D channel.
+SHAPE_VARIANTS = (
+    Method("gan_shape", "GAN, shape D (one-hot fakes + image)"),
+    Method("seg_glgan_static_shape", "Seg-GLGAN, static ROI, shape D"),
+    Method("seg_glgan_dynamic_shape", "Seg-GLGAN, dynamic ROI, shape D"),
 )
 
 # Murugesan et al., ISBI 2020, Table 1 (and the supplement's context-CE generator row):
@@ -72,7 +81,7 @@ PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
 
 def label_of(name: str) -> str:
     """The paper's name of a method, or the config name for a method outside Table 1."""
-    return next((m.label for m in TABLE1 if m.name == name), name)
+    return next((m.label for m in TABLE1 + SHAPE_VARIANTS if m.name == name), name)
 
 
 def paper_figures(dataset: str, name: str) -> tuple[float, float] | None:
