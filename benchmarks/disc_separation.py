@@ -22,8 +22,8 @@ other row trains on fakes that are half perfect, a quarter shifted and a quarter
     python benchmarks/disc_separation.py [--quick] [--discriminators plain,static,dynamic]
         [--inputs paper,scaled,...] [--steps 300] [--lr 1e-4] [--threads 1] [--out rows.jsonl]
 
-The settings of ``tests/test_disc_separation.py``: ``--size 48 --roi-size 40 --steps 100
---lr 1e-3 --confidence 0.95 --train-cases 256 --test-cases 64``.
+The settings of ``tests/test_disc_separation.py``: ``--size 48 --roi-size 40 --steps 200
+--lr 3e-4 --confidence 0.95 --train-cases 256 --test-cases 64``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@
 #   6. the full ACDC grid's time (9 methods, 150 epochs, batch 16) estimated from step 5's
 #      measured epochs                                                     -> estimate.txt
 # Settings (environment): CTXSEG_GPU_DEVICE (cuda; cpu for a smoke test of this script),
-# GRID_EPOCHS (3), GRID_PARALLEL (9), GRID_DATA (.gpucheck/acdc.tar.xz), SKIP_TESTS=1,
-# SKIP_BENCH=1.
+# GRID_EPOCHS (3), GRID_PARALLEL (9), GRID_DATA (.gpucheck/acdc.tar.xz), GRID_METHODS (every
+# Table 1 row; e.g. "unet_ce gan" for a CPU smoke test), SKIP_TESTS=1, SKIP_BENCH=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_check_out}
@@ -27,6 +27,7 @@ EPOCHS=${GRID_EPOCHS:-3}
 PARALLEL=${GRID_PARALLEL:-9}
 DATA=${GRID_DATA:-.gpucheck/acdc.tar.xz}
 PY=${PYTHON:-python3}
+read -r -a METHODS <<<"${GRID_METHODS:-}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 start=$(date +%s)
@@ -72,7 +73,8 @@ else
 fi
 grid_start=$(date +%s)
 timeout 300 $PY -m ctxseg reproduce --data "$store" --dataset acdc --seeds 0 --epochs "$EPOCHS" \
-  --parallel "$PARALLEL" --device "$DEVICE" --out /tmp/ctxseg-gpucheck/grid >"$OUT/grid.txt" 2>&1
+  ${METHODS[@]:+--methods "${METHODS[@]}"} --parallel "$PARALLEL" --device "$DEVICE" \
+  --out /tmp/ctxseg-gpucheck/grid >"$OUT/grid.txt" 2>&1
 rc=$?; grid_s=$(($(date +%s) - grid_start))
 log "grid: exit $rc after $grid_s s"; [[ $rc == 0 ]] || status=1
 cp /tmp/ctxseg-gpucheck/grid/results.md /tmp/ctxseg-gpucheck/grid/grid.json "$OUT/" 2>/dev/null
