@@ -96,7 +96,7 @@ for name, t in per_epoch.items():
     print(f"  {name:<28} {t:6.2f} s / epoch (running beside the others)")
 if per_epoch:
     slowest = max(per_epoch.values())
-    waves = -(-len(per_epoch) // parallel)
+    waves = -(-9 // parallel)  # the full grid's 9 methods, whatever subset ran here
     full = waves * 150 * slowest
     print(f"full grid, 9 methods x 150 epochs, {parallel} at once: about {full / 60:.1f} min "
           f"({waves} wave(s) x 150 epochs x the slowest run's {slowest:.2f} s/epoch; the "
