@@ -39,12 +39,28 @@ from ctxseg.roi import roi_boxes
 __all__ = [
     "AdversarialTrainer",
     "adversarial_boxes",
+    "adversarial_discriminator",
     "adversarial_maps",
     "discriminator_inputs",
     "discriminator_step",
     "frozen",
     "generator_loss",
 ]
+
+
+def adversarial_discriminator(
+    adv: AdversarialConfig, num_classes: int, image_size: tuple[int, int]
+) -> torch.nn.Module:
+    """The discriminator an ``adversarial`` config section describes, for maps of this size."""
+    return create_discriminator(
+        adv.discriminator,
+        num_classes=num_classes,
+        image_size=image_size,
+        roi=adv.roi,
+        roi_size=adv.roi_size if adv.roi == "static" else None,
+        with_image=adv.with_image,
+        min_roi=adv.min_roi,
+    )
 
 
 def adversarial_maps(
@@ -209,15 +225,8 @@ class AdversarialTrainer(Trainer):
         if adv is None:
             raise ValueError("AdversarialTrainer needs config.adversarial (it is null)")
         height, width = (int(s) for s in self.store.image_size)
-        disc = create_discriminator(
-            adv.discriminator,
-            num_classes=self.store.num_classes,
-            image_size=(height, width),
-            roi=adv.roi,
-            roi_size=adv.roi_size if adv.roi == "static" else None,
-            with_image=adv.with_image,
-            min_roi=adv.min_roi,
-        ).to(self.device)
+        disc = adversarial_discriminator(adv, self.store.num_classes, (height, width))
+        disc = disc.to(self.device)
         if self.channels_last:
             disc = disc.to(memory_format=torch.channels_last)
         self.disc_module = disc

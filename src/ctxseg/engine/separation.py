@@ -29,12 +29,12 @@ from torch import Tensor, nn
 
 from ctxseg.engine.adversarial import (
     adversarial_boxes,
+    adversarial_discriminator,
     adversarial_maps,
     discriminator_step,
     generator_loss,
 )
 from ctxseg.engine.config import AdversarialConfig
-from ctxseg.models import create_discriminator
 
 __all__ = [
     "KINDS",
@@ -176,16 +176,9 @@ def confident_logits(mask: Tensor, num_classes: int, confidence: Tensor | float)
 
 
 def build_discriminator(adv: AdversarialConfig, size: int, num_classes: int = 2) -> nn.Module:
-    """The discriminator an :class:`AdversarialConfig` describes, for ``size`` px maps."""
-    return create_discriminator(
-        adv.discriminator,
-        num_classes,
-        size,
-        roi=adv.roi,
-        roi_size=adv.roi_size if adv.roi == "static" else None,
-        with_image=adv.with_image,
-        min_roi=adv.min_roi,
-    )
+    """The discriminator an :class:`AdversarialConfig` describes, for ``size`` px maps (the
+    trainer's own :func:`~ctxseg.engine.adversarial.adversarial_discriminator`)."""
+    return adversarial_discriminator(adv, num_classes, (size, size))
 
 
 def _maps(
