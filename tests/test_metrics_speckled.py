@@ -19,7 +19,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from ctxseg.metrics import hausdorff_distance, hausdorff_distance_batch, mask_edges
-from ctxseg.metrics._farthest import worth_pruning
+from ctxseg.metrics._farthest import box_gap, worth_pruning
 from ctxseg.metrics._nearest import few_distances, points
 from ctxseg.metrics._rows import row_offsets, row_table, scan
 
@@ -294,9 +294,9 @@ def test_row_offsets_are_sorted_and_reach_beyond_every_offset():
         assert np.min(np.sum((outside * scale) ** 2, axis=1)) >= reach - 1e-12
 
 
-@pytest.mark.parametrize("entries", [1 << 20, 100])  # all at once, and in chunks
+@pytest.mark.parametrize("entries", [1 << 18, 100])  # all at once, and a row at a time
 def test_few_distances_equal_all_pairs_within_each_pair(monkeypatch, entries):
-    monkeypatch.setattr("ctxseg.metrics._nearest._FEW_ENTRIES", entries)
+    monkeypatch.setattr("ctxseg.metrics._nearest._SERIAL_PRODUCT", entries)
     rng = np.random.default_rng(6)
     shape, scale = (3, 7, 11, 13), np.array([2.0, 0.5, 0.8])
     block = math.prod(shape[1:])
@@ -315,13 +315,15 @@ def test_box_gap_is_a_lower_bound_that_flags_far_specks():
     scale = np.array([3.0, 0.625, 0.625])
     pred, target = speckled_pair(rng, (24, 64, 64), 0, 0, shift=0.5)
 
-    def surface_flat(mask: np.ndarray) -> np.ndarray:
-        return np.flatnonzero(mask_edges(mask))
+    def gap(pred: np.ndarray, target: np.ndarray) -> float:
+        bits = [np.packbits(mask_edges(mask), axis=-1)[None] for mask in (pred, target)]
+        return box_gap(*bits, scale)
 
-    shape = (1, *pred.shape)
-    assert not worth_pruning(surface_flat(pred), surface_flat(target), shape, scale)
+    assert gap(pred, target) <= brute_force_hd(pred, target, scale, None)
+    assert not worth_pruning(gap(pred, target), scale)
     pred[0, 0, 0] = True  # a speck in a far corner: the HD is large, pruning pays
-    assert worth_pruning(surface_flat(pred), surface_flat(target), shape, scale)
+    assert gap(pred, target) <= brute_force_hd(pred, target, scale, None)
+    assert worth_pruning(gap(pred, target), scale)
     assert hausdorff_distance(pred, target, spacing=scale) == pytest.approx(
         brute_force_hd(pred, target, scale, None), rel=1e-9
     )

@@ -20,41 +20,56 @@ from scipy.spatial import cKDTree
 
 from ctxseg.metrics._nearest import TREE_OPTIONS, points, tree_distances
 
-__all__ = ["candidates", "farthest", "worth_pruning"]
+__all__ = ["box_gap", "candidates", "farthest", "worth_pruning"]
 
 _BOUND_EVERY = 16  # the plain HD bounds unsettled distances through every 16th other voxel
 _CELL_VOXELS = 12  # the plain HD's coarse cells: about 12 voxels of the finest spacing wide
 _CELL_PAIRS = 1 << 18  # cell pairs up to which their distances are computed all at once
 
 
-def worth_pruning(
-    pred_flat: np.ndarray, target_flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray
-) -> bool:
-    """Whether :func:`candidates` can rule voxels out: the two surfaces' boxes lie far apart.
+def box_gap(pred_bits: np.ndarray, target_bits: np.ndarray, scale: np.ndarray) -> float:
+    """A lower bound on a pair's HD: the largest gap between the sides of the two surfaces' boxes.
 
-    It rules a voxel out only when the HD exceeds the cell diagonal (a voxel is pruned when
-    its cell bound falls two diagonals below the largest). The voxel on the far side of one
-    surface's box is at least the gap between the two boxes' sides away from every voxel of
-    the other, so the largest gap is a lower bound on the HD: when it exceeds the diagonal
-    (a false-positive speck far out, say), pruning pays; otherwise (overlapping smooth masks)
-    the cells would cost more than they save.
+    The voxel on the far side of one surface's box is at least that gap away from every voxel
+    of the other.
 
     Shape:
-        pred_flat, target_flat: sorted flat indices in the (1, *S) batch of ``shape``.
+        pred_bits, target_bits: a single pair's surfaces packed along rows
+        (``np.packbits(..., axis=-1)``), (1, *S[:-1], ceil(S[-1] / 8)) uint8; scale: (len(S),).
     """
-    size = math.prod(shape[2:])  # one slice of the first spatial axis
-    extents = []  # per surface: (first, last) along every spatial axis
-    for flat in (pred_flat, target_flat):
-        ends = [(int(flat[0]) // size, int(flat[-1]) // size)]  # sorted: the first axis is free
-        for axis in range(2, len(shape)):
-            coords = flat // math.prod(shape[axis + 1 :]) % shape[axis]
-            ends.append((int(coords.min()), int(coords.max())))
-        extents.append(ends)
-    gap = max(
+    extents = [_extent(bits[0]) for bits in (pred_bits, target_bits)]
+    return max(
         max(abs(a[0] - b[0]), abs(a[1] - b[1])) * float(step)
         for a, b, step in zip(*extents, scale, strict=True)
     )
+
+
+def worth_pruning(gap: float, scale: np.ndarray) -> bool:
+    """Whether :func:`candidates` can rule voxels out, given the pair's :func:`box_gap`.
+
+    It rules a voxel out only when the HD exceeds the cell diagonal (a voxel is pruned when
+    its cell bound falls two diagonals below the largest). The gap is a lower bound on the
+    HD: when it exceeds the diagonal (a false-positive speck far out, say), pruning pays;
+    otherwise (overlapping smooth masks) the cells would cost more than they save.
+    """
     return gap > _cell_diagonal(scale)
+
+
+def _extent(bits: np.ndarray) -> list[tuple[int, int]]:
+    """First and last voxel index along every axis of a non-empty mask packed along rows.
+
+    Shape:
+        bits: (*S[:-1], ceil(S[-1] / 8)) uint8; returns len(S) pairs.
+    """
+    ends = []
+    for _ in range(bits.ndim - 1):
+        # the first axis's extent, then the OR over it: reductions of long contiguous rows
+        hit = np.flatnonzero((bits.reshape(bits.shape[0], -1) != 0).any(axis=1))
+        ends.append((int(hit[0]), int(hit[-1])))
+        bits = np.bitwise_or.reduce(bits, axis=0)
+    hit = np.flatnonzero(np.unpackbits(bits))  # the bits of all rows together, along a row
+    ends.append((int(hit[0]), int(hit[-1])))
+    return ends
 
 
 def _cell_sizes(scale: np.ndarray) -> np.ndarray:

@@ -17,7 +17,10 @@ __all__ = ["TREE_OPTIONS", "few_distances", "points", "tree_distances"]
 
 # the fastest cKDTree settings in benchmarks/bench_metrics.py (few queries per tree)
 TREE_OPTIONS = {"leafsize": 64, "balanced_tree": False, "compact_nodes": False}
-_FEW_ENTRIES = 1 << 20  # most query-voxel pairs compared at once (8 MiB of float64)
+# Most multiply-adds in one matrix product of few_distances: OpenBLAS runs products of up to
+# 4 * 65536 on one thread; larger ones wake its threads, which then spin for a while on the
+# other cores (twice the CPU time on 2 cores for no gain at these sizes).
+_SERIAL_PRODUCT = 1 << 18
 _SAMPLE_EVERY = 4  # for the plain HD, query every 4th far voxel first, then only possible maxima
 
 
@@ -98,15 +101,20 @@ def few_distances(
     for pair in np.unique(pairs).tolist():
         lo, hi = np.searchsorted(other_flat, [pair * block, (pair + 1) * block])
         others = points(other_flat[lo:hi] - pair * block, single, scale)  # (M, D)
-        norms = np.einsum("md,md->m", others, others)  # (M,)
+        # |o - q|^2 - |q|^2 = |o|^2 - 2 o.q: one matrix product of (q, 1) with (-2 o, |o|^2)
+        # ranks the other voxels for each query voxel
+        weights = np.empty((others.shape[1] + 1, others.shape[0]))  # (D + 1, M)
+        np.multiply(others.T, -2.0, out=weights[:-1])
+        weights[-1] = np.einsum("md,md->m", others, others)
         mine = np.flatnonzero(pairs == pair)
-        for chunk in np.array_split(mine, -(-mine.size * others.shape[0] // _FEW_ENTRIES)):
-            queries = points(query_flat[chunk] - pair * block, single, scale)  # (Q', D)
-            # |o - q|^2 = |o|^2 - 2 o.q + |q|^2 by one matrix product picks the nearest; its
-            # distance is then taken from the difference itself (no cancellation error)
-            squared = norms - 2.0 * (queries @ others.T)  # (Q', M)
-            nearest = others[np.argmin(squared, axis=1)]  # (Q', D)
-            distances[chunk] = np.sqrt(np.sum((nearest - queries) ** 2, axis=1))
+        rows = max(1, _SERIAL_PRODUCT // weights.size)
+        for start in range(0, mine.size, rows):
+            chunk = mine[start : start + rows]
+            queries = np.ones((chunk.size, weights.shape[0]))  # (Q', D + 1)
+            queries[:, :-1] = points(query_flat[chunk] - pair * block, single, scale)
+            nearest = others[np.argmin(queries @ weights, axis=1)]  # (Q', D)
+            # the distance itself from the difference (no cancellation error)
+            distances[chunk] = np.sqrt(np.sum((nearest - queries[:, :-1]) ** 2, axis=1))
     return distances
 
 

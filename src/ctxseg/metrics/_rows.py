@@ -104,6 +104,7 @@ def row_table(
     flat: np.ndarray,
     shape: tuple[int, ...],
     offsets: tuple[np.ndarray, np.ndarray, float],
+    near: np.ndarray | None = None,
 ) -> RowTable:
     """Store a surface by rows: each row's squared distances to its nearest surface voxel.
 
@@ -116,6 +117,9 @@ def row_table(
         shape: (N, *S) of the batch (C order); rows run along the last axis.
         offsets: the row offsets of the scans, from :func:`row_offsets` (their extent is the
             table's margin).
+        near: flat indices of the only voxels the table will be scanned for, or None (any):
+            the table then holds only the rows their scans can reach (a few far voxels of a
+            large surface need a small part of it).
 
     Shape:
         flat: (P,), non-empty.
@@ -123,6 +127,10 @@ def row_table(
     width = shape[-1]
     margin = np.abs(offsets[0]).max(axis=0)  # (D - 1,) rows a scan reaches on each side
     padded = (shape[0], *(s + 2 * int(m) for s, m in zip(shape[1:-1], margin, strict=True)))
+    if near is not None:
+        reached = _reached_rows(near // width, shape, padded, margin, offsets[0])
+        kept = flat[reached[flat // width]]
+        flat = kept if kept.size else flat[:1]  # (a table needs a row; more rows are harmless)
     rows = flat // width  # (P,) row of every voxel in the row space (N, *S[:-1])
     column = flat - rows * width
     first = np.empty(flat.size, bool)  # first voxel of its row
@@ -145,6 +153,26 @@ def row_table(
     starts = np.full(math.prod(padded), size, np.int64)
     starts[_padded_rows(rows[first], shape, padded, margin)] = np.arange(0, size, width)
     return RowTable(squared, starts, padded, tuple(int(m) for m in margin), width)
+
+
+def _reached_rows(
+    rows: np.ndarray,
+    shape: tuple[int, ...],
+    padded: tuple[int, ...],
+    margin: np.ndarray,
+    offsets: np.ndarray,
+) -> np.ndarray:
+    """Which rows of the row space (N, *S[:-1]) a scan from the given rows can read.
+
+    Shape:
+        rows: (R,) indices into the row space; offsets: (K, D - 1); returns a (prod(N,
+        *S[:-1]),) bool array.
+    """
+    starts = _padded_rows(np.unique(rows), shape, padded, margin)  # (U,)
+    reached = np.zeros(math.prod(padded), bool)
+    reached[(starts[:, None] + _row_steps(offsets, padded)[None, :]).reshape(-1)] = True
+    inner = tuple(slice(int(m), int(m) + s) for m, s in zip(margin, shape[1:-1], strict=True))
+    return reached.reshape(padded)[(slice(None), *inner)].reshape(-1)
 
 
 def _row_steps(offsets: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:

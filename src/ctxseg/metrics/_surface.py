@@ -59,6 +59,8 @@ class Surfaces:
         target_flat: sorted flat indices of the reference's surface voxels.
         pred_lookup: the prediction's surface as a flat boolean array of ``prod(shape)``.
         target_lookup: the same for the reference.
+        pred_bits: the prediction's surface packed along rows, (N, *S[:-1], S[-1] / 8) uint8.
+        target_bits: the same for the reference.
     """
 
     shape: tuple[int, ...]
@@ -66,6 +68,8 @@ class Surfaces:
     target_flat: np.ndarray
     pred_lookup: np.ndarray
     target_lookup: np.ndarray
+    pred_bits: np.ndarray
+    target_bits: np.ndarray
 
 
 def surfaces(
@@ -106,6 +110,8 @@ def surfaces(
         target_flat=_bit_indices(edges[1]),
         pred_lookup=np.unpackbits(edges[0].ravel()).view(bool),
         target_lookup=np.unpackbits(edges[1].ravel()).view(bool),
+        pred_bits=edges[0],
+        target_bits=edges[1],
     )
 
 

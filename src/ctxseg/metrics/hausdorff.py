@@ -46,10 +46,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ctxseg.metrics._arrays import ArrayLike, check_pair, check_spacing, to_mask
-from ctxseg.metrics._farthest import candidates, farthest, worth_pruning
+from ctxseg.metrics._far import far_voxels, row_spans
+from ctxseg.metrics._farthest import box_gap, candidates, farthest, worth_pruning
 from ctxseg.metrics._nearest import few_distances, tree_distances
 from ctxseg.metrics._rows import row_offsets, row_table, scan
-from ctxseg.metrics._surface import mask_edges, pack_rows, surfaces
+from ctxseg.metrics._surface import Surfaces, mask_edges, pack_rows, surfaces
 
 __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
@@ -58,6 +59,7 @@ _LOOKUP_STEPS = {2: 128, 3: 250}
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _NEEDED_ROUND = 32  # most offsets a round after the first for a percentile (stops early)
 _FEW = 64  # unsettled voxels up to which comparing with every voxel beats a table or tree
+_SAMPLE_EVERY = 16  # the plain HD of a pair within its look-up box: a bound from every 16th voxel
 
 
 def hausdorff_distance(
@@ -151,21 +153,30 @@ def _hausdorff_batch(
     flat_steps = offsets @ strides
     block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
     queries = (surf.pred_flat, surf.target_flat)
-    if (
-        percentile is None
-        and both.size == 1
-        and worth_pruning(surf.pred_flat, surf.target_flat, surf.shape, scale)
-    ):
-        queries = candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
+    maximum = None  # for a single pair's plain HD: the voxels that can be the maximum
+    if percentile is None and both.size == 1:
+        gap = box_gap(surf.pred_bits, surf.target_bits, scale)  # a lower bound on the HD
+        if worth_pruning(gap, scale):  # few voxels left: look-ups cost less than bit work
+            queries = candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
+        else:
+            maximum = _maximum_candidates(queries, surf, tuple(scale.tolist()), gap, flat_steps)
     directions, needs = [], []
-    for query_flat, other_lookup, other_flat in (
-        (queries[0], surf.target_lookup, surf.target_flat),
-        (queries[1], surf.pred_lookup, surf.pred_flat),
+    for k, (query_flat, other_lookup, other_flat) in enumerate(
+        [
+            (queries[0], surf.target_lookup, surf.target_flat),
+            (queries[1], surf.pred_lookup, surf.pred_flat),
+        ]
     ):
         needed = _needed(query_flat // block, both.size, percentile)
-        distances, pending = _look_up(
-            query_flat, other_lookup, flat_steps, offset_distances, needed
-        )
+        if maximum is None:
+            distances, pending = _look_up(
+                query_flat, other_lookup, flat_steps, offset_distances, needed
+            )
+        else:
+            counted, first = maximum[0][k], maximum[1]
+            distances, pending = _settle_near(
+                query_flat, counted, first, other_lookup, flat_steps, offset_distances
+            )
         if pending.size:
             pending = _measure(
                 query_flat, other_flat, distances, pending, surf.shape, scale, needed
@@ -184,6 +195,115 @@ def _hausdorff_batch(
         directed.append(_reduce(distances, groups, both.size, percentile))
     result[both] = np.maximum(*directed)
     return result
+
+
+def _maximum_candidates(
+    queries: tuple[np.ndarray, np.ndarray],
+    surf: Surfaces,
+    spacing: tuple[float, ...],
+    gap: float,
+    steps: np.ndarray,
+) -> tuple[list[np.ndarray], int] | None:
+    """For the plain HD of a single pair: the voxels that can be the farthest.
+
+    A lower bound on the HD (``gap``, or the largest distance of a sample of voxels) rules
+    out every voxel with a voxel of the other surface nearer than it: those in the ball of
+    the look-up offsets shorter than the bound, found for all voxels at once (``_far.py``).
+    The voxels left need only the offsets beyond that ball. When a sampled voxel has nothing
+    in the whole look-up box, the HD is at least the box's bound: only the voxels with
+    nothing in the box count, and they need no look-up at all.
+
+    Args:
+        queries: the query voxels of both directions (flat indices, sorted).
+        surf: the surfaces.
+        spacing: the voxel spacing (picks the look-up box).
+        gap: a lower bound on the HD.
+        steps: the look-up offsets as flat index steps.
+
+    Returns:
+        ``(counted, first)``: per direction which query voxels can be the maximum, (Q,) bool;
+        and the first look-up offset they need (all of them: none, they are beyond the box).
+        None when the bound rules nothing out.
+    """
+    distances = _lookup_offsets(spacing)[2]
+    count = None  # the offsets of the ball ruled out; None: the whole box
+    lookups = (surf.target_lookup, surf.pred_lookup)
+    for query_flat, other_lookup in zip(queries, lookups, strict=True):
+        sample = query_flat[::_SAMPLE_EVERY]
+        if sample.size:
+            found, left = _look_up(sample, other_lookup, steps, distances)
+            if left.size:
+                break
+            gap = max(gap, float(np.max(found)))
+    else:
+        count = int(np.searchsorted(distances, gap, side="left"))  # all shorter than the bound
+        if count == 0:
+            return None
+    far = far_voxels((surf.pred_bits, surf.target_bits), *_far_spans(spacing, count))
+    return _among(queries, far), distances.size if count is None else count
+
+
+def _among(
+    queries: tuple[np.ndarray, np.ndarray], found: tuple[np.ndarray, np.ndarray]
+) -> list[np.ndarray]:
+    """Which query voxels are among the voxels found, per direction.
+
+    Shape:
+        queries and found: sorted flat indices, (Q,) and (F,) per direction; returns (Q,)
+        bool per direction.
+    """
+    marks = []
+    for query_flat, flat in zip(queries, found, strict=True):
+        mark = np.zeros(query_flat.size, bool)
+        if query_flat.size:
+            at = np.minimum(np.searchsorted(query_flat, flat), query_flat.size - 1)
+            mark[at[query_flat[at] == flat]] = True  # (queries may be a subset)
+        marks.append(mark)
+    return marks
+
+
+def _settle_near(
+    query_flat: np.ndarray,
+    counted: np.ndarray,
+    first: int,
+    other_lookup: np.ndarray,
+    flat_steps: np.ndarray,
+    step_distances: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The plain HD's look-ups: only of the voxels that can be the maximum.
+
+    Args:
+        query_flat: flat indices of the query voxels.
+        counted: which of them can be the maximum, from :func:`_maximum_candidates`.
+        first: the first look-up offset they need (none of the offsets before it hits).
+        other_lookup, flat_steps, step_distances: as in :func:`_look_up`.
+
+    Returns:
+        As :func:`_look_up`: distances (0 for the voxels that cannot be the maximum) and the
+        pending indices (the counted voxels beyond the look-up box), sorted.
+    """
+    distances = np.zeros(query_flat.size)
+    chosen = np.flatnonzero(counted)
+    if first == flat_steps.size:
+        distances[chosen] = np.inf
+        return distances, chosen
+    # nothing among the offsets before ``first``: the first hit after them is the nearest
+    found, left = _look_up(
+        query_flat[chosen], other_lookup, flat_steps[first:], step_distances[first:]
+    )
+    distances[chosen] = found
+    return distances, chosen[left]
+
+
+@functools.lru_cache(maxsize=64)
+def _far_spans(spacing: tuple[float, ...], count: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``count`` look-up offsets of a spacing (None: all), grouped by rows.
+
+    See ``_far.row_spans``; the first offsets in order of distance are a ball. Cached.
+    """
+    rows, spans = row_spans(_lookup_offsets(spacing)[1][:count])
+    rows.flags.writeable = spans.flags.writeable = False
+    return rows, spans
 
 
 def _measure(
@@ -222,7 +342,7 @@ def _measure(
     if len(shape) < 4:  # 2-D masks: (N, H, W)
         return pending
     offsets = row_offsets(tuple(scale.tolist()))
-    table = row_table(other_flat, shape, offsets)
+    table = row_table(other_flat, shape, offsets, near=query_flat[pending])
     squared, left = scan(query_flat, pending, table, shape, offsets, needed)
     distances[pending] = np.sqrt(squared[pending]) * scale[-1]  # tables count row spacings
     distances[left] = np.inf
