@@ -327,3 +327,72 @@ def test_box_gap_is_a_lower_bound_that_flags_far_specks():
     assert hausdorff_distance(pred, target, spacing=scale) == pytest.approx(
         brute_force_hd(pred, target, scale, None), rel=1e-9
     )
+
+
+# ------------------------------------------------ single pairs by distance levels (issue 10)
+
+
+@pytest.mark.parametrize("few_left", [0, 256, 1 << 30])  # widen to the end, usual, at once
+@pytest.mark.parametrize("percentile", [None, 95, 50, 100, 3])
+def test_single_pairs_by_distance_levels_equal_brute_force(monkeypatch, few_left, percentile):
+    """The level counting path (forced on for every pair) is exact on clean and speckled
+    pairs: ranks settled by levels, by look-ups of the voxels left, and beyond the box
+    (plain HD: far voxels; a percentile: the general path takes over)."""
+    monkeypatch.setattr("ctxseg.metrics.hausdorff._FEW_LEFT", few_left)
+    monkeypatch.setattr("ctxseg.metrics.hausdorff._BYTES_PER_VOXEL", 1 << 30)
+    rng = np.random.default_rng(11 + few_left % 7 + int(percentile or 0))
+    for case in range(24):
+        ndim = 2 + case % 2
+        shape = (16, 40, 36) if ndim == 3 else (60, 52)
+        spacing = [(3.0, 0.625, 0.625), (1.0, 1.0, 1.0), (0.7, 1.9)][case % 3][:ndim]
+        spacing = spacing if len(spacing) == ndim else (1.0,) * ndim
+        strays = [0, 0, 3, 20][case % 4]
+        pred, target = speckled_pair(rng, shape, strays, case % 3, shift=[0.5, 1.5, 3][case % 3])
+        expected = brute_force_hd(pred, target, spacing, percentile)
+        ours = hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)
+        assert ours == pytest.approx(expected, rel=1e-9, abs=1e-9), (case, spacing)
+
+
+def test_level_plan_and_widening_match_a_brute_force_dilation():
+    from ctxseg.metrics._far import Widening, level_plan, popcount
+    from ctxseg.metrics._surface import pack_rows, surfaces
+    from ctxseg.metrics.hausdorff import _lookup_offsets
+
+    spacing = (3.0, 0.625, 0.625)
+    radii, offsets, distances = _lookup_offsets(spacing)
+    levels = level_plan(offsets, distances)
+    np.testing.assert_array_equal(levels.distances, np.unique(distances))
+    assert levels.ends[-1] == offsets.shape[0] and np.all(np.diff(levels.ends) > 0)
+    rng = np.random.default_rng(3)
+    pred, target = speckled_pair(rng, (12, 30, 28), 5, 2)
+    surf = surfaces(pack_rows(pred[None]), pack_rows(target[None]), np.array([0]), radii)
+    widening = Widening((surf.pred_bits, surf.target_bits), levels)
+    size = surf.pred_bits.size
+    shape = surf.shape[1:]
+    masks = [np.unpackbits(b.reshape(-1)).reshape(shape).astype(bool) for b in surf_bits(surf)]
+    for level in range(levels.distances.size):
+        inside = widening.widen(level)
+        for d in range(2):
+            # brute force: voxels of surface d with a voxel of the other within the level
+            other = masks[1 - d]
+            grown = np.zeros_like(other)
+            for offset in offsets[: levels.ends[level]]:
+                grown |= np.roll(other, tuple(-offset), axis=(0, 1, 2))
+            expected = masks[d] & grown
+            got = np.unpackbits(inside[d * size : (d + 1) * size]).reshape(shape).astype(bool)
+            np.testing.assert_array_equal(got, expected)
+            assert popcount(inside[d * size : (d + 1) * size]) == expected.sum()
+
+
+def surf_bits(surf) -> tuple[np.ndarray, np.ndarray]:
+    return surf.pred_bits, surf.target_bits
+
+
+def test_popcount_without_numpy_bitwise_count(monkeypatch):
+    from ctxseg.metrics import _far
+
+    packed = np.random.default_rng(0).integers(0, 256, (3, 50), dtype=np.uint8)
+    expected = np.unpackbits(packed, axis=-1).sum(axis=-1)
+    np.testing.assert_array_equal(_far.popcount(packed), expected)
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    np.testing.assert_array_equal(_far.popcount(packed), expected)

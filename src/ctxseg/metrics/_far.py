@@ -1,42 +1,79 @@
-"""Surface voxels with no voxel of the other surface in their look-up box, 8 at a time.
+"""Which surface voxels have a voxel of the other surface within a distance, 8 at a time.
 
-For the plain Hausdorff distance (the maximum) only the farthest voxels count. A surface voxel
-with no voxel of the other surface at any offset of the look-up box of
-:mod:`ctxseg.metrics.hausdorff` (every offset shorter than the box's bound) is at least that
-bound away, and every voxel with one is nearer. So where a pair has such *far* voxels, in
-either direction, its HD is the largest distance among them alone, and no other voxel of the
-pair needs a distance at all: on a fair prediction a few dozen voxels instead of thousands.
+The look-up offsets of :mod:`ctxseg.metrics.hausdorff` have few distinct distances (26 in a
+box with 3 x 0.625 x 0.625 mm voxels). The voxels of a surface with a voxel of the other
+within distance ``d`` are those under the other surface dilated by every offset up to ``d``
+(a ball); counting them level by level gives the sorted distances of a pair without
+measuring any voxel (:class:`Widening`), and the voxels outside the whole box (*far*) are
+the only ones that can hold a plain HD beyond it (:func:`within_balls`).
 
-Finding them is a dilation of the other surface by the box's offsets, read at the first
-surface's voxels, on surfaces packed 8 voxels a byte (``np.packbits``, rows along the last
-axis). The box is a ball: the offsets that share their leading coordinates (a *row offset*)
-run along the last axis over ``-span..span``. So the other surface is dilated along its rows
-once per span (bit shifts carried across bytes), and each row offset then ORs the dilation of
-its span, shifted by whole rows, into the result: some 25 row offsets with 3 x 0.625 x
-0.625 mm voxels, where the look-ups read up to 183 offsets a voxel. Both directions go
-through each step together, as whole-array operations on the packed surfaces (a few tens of
-kilobytes).
+The dilations run on surfaces packed 8 voxels a byte (``np.packbits``, rows along the last
+axis). A ball's offsets that share their leading coordinates (a *row offset*) run along the
+last axis over ``-span..span``. So both surfaces are dilated along their rows once per span
+(bit shifts carried across bytes), and each row offset of a ball ORs the dilation of its
+span, shifted by whole rows, into the ball's result: 25 row offsets for the whole box of 183
+offsets above, 104 for all its levels one after another. All of it runs as whole-array
+operations on the packed surfaces of both directions side by side (a few tens of kilobytes
+for a volume).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["far_voxels", "row_spans"]
+__all__ = ["Balls", "Levels", "Widening", "ball_plan", "level_plan", "popcount", "within_balls"]
+
+_BITS_SET = np.array([bin(byte).count("1") for byte in range(256)], np.uint8)
+
+
+@dataclass(frozen=True)
+class Balls:
+    """Nested balls of a look-up box, by rows.
+
+    Attributes:
+        ends: for each ball, how many look-up offsets (sorted by distance) it holds: ball
+            ``k`` is ``offsets[:ends[k]]``; increasing, the last one is all of them.
+        rows: for each ball, its row offsets (R_k, D - 1).
+        spans: for each ball, the largest offset along the last axis of each row (R_k,).
+    """
+
+    ends: np.ndarray
+    rows: tuple[np.ndarray, ...]
+    spans: tuple[np.ndarray, ...]
+
+
+def ball_plan(
+    offsets: np.ndarray, distances: np.ndarray, fractions: tuple[float, ...] = (1.0,)
+) -> Balls:
+    """Cut a look-up box into nested balls holding about ``fractions`` of its offsets.
+
+    Args:
+        offsets: the look-up offsets sorted by distance, every offset within the largest
+            distance (so that each prefix cut at a change of distance is a ball).
+        distances: their distances, ascending.
+        fractions: the balls' sizes as fractions of the offsets, ascending, the last 1.
+
+    Raises:
+        ValueError: if the offsets of a ball's row are not a full run ``-span..span``.
+
+    Shape:
+        offsets: (K, D) int; distances: (K,).
+    """
+    ends: list[int] = []
+    for fraction in fractions:
+        radius = distances[max(0, math.ceil(fraction * distances.size) - 1)]
+        end = int(np.searchsorted(distances, radius, side="right"))  # ties all in
+        if not ends or end > ends[-1]:
+            ends.append(end)
+    rows, spans = zip(*(row_spans(offsets[:end]) for end in ends), strict=True)
+    return Balls(ends=np.array(ends, np.int64), rows=tuple(rows), spans=tuple(spans))
 
 
 def row_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The look-up offsets grouped by row: each row offset and its span along the row.
-
-    Args:
-        offsets: the look-up offsets, every offset of a ball (for each row offset, all the
-            offsets ``-span..span`` along the last axis).
-
-    Returns:
-        ``(rows, spans)``: the distinct leading coordinates and, for each, the largest
-        offset along the last axis.
+    """A ball's offsets grouped by row: each row offset and its span along the row.
 
     Raises:
         ValueError: if the offsets of some row are not a full run ``-span..span``.
@@ -49,50 +86,142 @@ def row_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     spans = np.zeros(rows.shape[0], np.int64)
     np.maximum.at(spans, inverse, np.abs(offsets[:, -1]))
     if not np.array_equal(np.bincount(inverse, minlength=rows.shape[0]), 2 * spans + 1):
-        raise ValueError("the look-up offsets of a row must run over -span..span")
+        raise ValueError("the offsets of a ball's row must run over -span..span")
     return rows.astype(np.int64), spans
 
 
-def far_voxels(
-    bits: tuple[np.ndarray, np.ndarray], rows: np.ndarray, spans: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The voxels of each surface with no voxel of the other at any look-up offset.
+def within_balls(bits: tuple[np.ndarray, np.ndarray], balls: Balls) -> np.ndarray:
+    """For each ball, the voxels of each surface with a voxel of the other in that ball.
 
     Args:
         bits: the first and the second surface packed along rows (``np.packbits(...,
             axis=-1)``).
-        rows, spans: the look-up offsets, from :func:`row_spans`.
+        balls: from :func:`ball_plan`.
 
     The batch must be padded with zeros as :func:`ctxseg.metrics._surface.surfaces` pads it:
-    at least the offsets' reach along every axis but the first, so that no offset leaves its
+    at least the box's reach along every axis but the first, so that no offset leaves its
     own mask (along the rows: a span's shift carries only zero bits across row ends).
 
     Returns:
-        For each surface, the sorted flat indices (in the unpacked batch) of its voxels that
-        are farther from the other surface than every offset.
+        (K, 2 * P) uint8, P the bytes of one surface: for ball ``k``, the first surface's
+        voxels with a voxel of the second in the ball, then the second's with one of the
+        first, packed as ``bits``.
 
     Shape:
-        bits: (N, *S[:-1], S[-1] / 8) uint8 each; rows: (R, len(S) - 1); spans: (R,).
+        bits: (N, *S[:-1], S[-1] / 8) uint8 each.
     """
     shape = bits[0].shape
     size = math.prod(shape)
     strides = np.array([math.prod(shape[axis + 1 :]) for axis in range(1, len(shape) - 1)])
-    steps = (rows @ strides.astype(np.int64)).tolist()  # byte steps of the row offsets
-    # both surfaces side by side: each is read, shifted by the offsets, at the other's place
-    both = np.concatenate([bits[0].reshape(-1), bits[1].reshape(-1)])  # (2 * size,)
-    dilated = _row_dilations(both, int(spans.max()))  # (M + 1, 2 * size)
-    near = np.zeros_like(both)  # the other surface dilated by the look-up offsets
-    for step, span in zip(steps, spans.tolist(), strict=True):
-        # no step leaves its own surface's margin, so the two halves shift independently
-        lo, hi = max(0, -step), 2 * size - max(0, step)
-        near[lo:hi] |= dilated[span, lo + step : hi + step]
-    far = both & ~np.concatenate([near[size:], near[:size]])  # (2 * size,) as bits
-    held = np.flatnonzero(far)  # the few bytes holding far voxels
-    # bit b of the j-th byte is voxel 8 * j + b (np.packbits: the first voxel is the high bit)
-    found = np.flatnonzero(np.unpackbits(far[held]).view(bool))
-    flat = held[found >> 3] * 8 + (found & 7)
-    split = int(np.searchsorted(flat, 8 * size))
-    return flat[:split], flat[split:] - 8 * size
+    both = np.concatenate([bits[0].reshape(-1), bits[1].reshape(-1)])  # (2 * P,)
+    most = max(int(spans.max()) for spans in balls.spans)
+    dilated = _row_dilations(both, most)  # (M + 1, 2 * P)
+    out = np.empty((balls.ends.size, 2 * size), np.uint8)
+    near = np.empty(2 * size, np.uint8)
+    for k, (rows, spans) in enumerate(zip(balls.rows, balls.spans, strict=True)):
+        near[:] = 0  # both surfaces dilated by ball k
+        steps = (rows @ strides.astype(np.int64)).tolist()  # byte steps of the row offsets
+        for step, span in zip(steps, spans.tolist(), strict=True):
+            # no step leaves its own surface's margin: the two halves shift independently
+            lo, hi = max(0, -step), 2 * size - max(0, step)
+            near[lo:hi] |= dilated[span, lo + step : hi + step]
+        np.bitwise_and(both[:size], near[size:], out=out[k, :size])  # the first's voxels ...
+        np.bitwise_and(both[size:], near[:size], out=out[k, size:])  # ... near the second's
+    return out
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The distinct distances of a look-up box, each with the row offsets it widens.
+
+    Attributes:
+        distances: the distinct offset distances, ascending (L,).
+        ends: how many look-up offsets (sorted by distance) lie within each (L,).
+        rows: for each distance, the row offsets whose span grows there (R_l, D - 1).
+        spans: their new spans (R_l,).
+    """
+
+    distances: np.ndarray
+    ends: np.ndarray
+    rows: tuple[np.ndarray, ...]
+    spans: tuple[np.ndarray, ...]
+
+
+def level_plan(offsets: np.ndarray, distances: np.ndarray) -> Levels:
+    """The distance levels of a look-up box (a ball: every prefix cut at a level is one).
+
+    Shape:
+        offsets: (K, D) int sorted by distance; distances: (K,) ascending.
+    """
+    values = np.unique(distances)
+    ends = np.searchsorted(distances, values, side="right")
+    rows, spans, known = [], [], {}
+    for end in ends.tolist():
+        ball_rows, ball_spans = row_spans(offsets[:end])
+        grown = [
+            i
+            for i, (row, span) in enumerate(
+                zip(map(tuple, ball_rows.tolist()), ball_spans, strict=True)
+            )
+            if known.get(row, -1) < span
+        ]
+        known.update({tuple(ball_rows[i].tolist()): int(ball_spans[i]) for i in grown})
+        rows.append(ball_rows[grown])
+        spans.append(ball_spans[grown])
+    return Levels(values, ends.astype(np.int64), tuple(rows), tuple(spans))
+
+
+class Widening:
+    """Both surfaces dilated by the balls of growing distance levels, one level at a time.
+
+    After :meth:`widen` to level ``l``, :attr:`near` holds, for the first surface's bytes,
+    the second surface dilated by every offset within ``distances[l]`` and, for the
+    second's, the first one dilated the same way: a voxel of a surface has a voxel of the
+    other within that distance exactly where its bit is set in both.
+
+    Args:
+        bits: the first and the second surface packed along rows, padded as for
+            :func:`within_balls`.
+        levels: from :func:`level_plan`.
+    """
+
+    def __init__(self, bits: tuple[np.ndarray, np.ndarray], levels: Levels) -> None:
+        shape = bits[0].shape
+        self.size = math.prod(shape)
+        strides = [math.prod(shape[axis + 1 :]) for axis in range(1, len(shape) - 1)]
+        self._strides = np.array(strides, np.int64)
+        self.both = np.concatenate([bits[0].reshape(-1), bits[1].reshape(-1)])  # (2 * P,)
+        most = max((int(s.max()) for s in levels.spans if s.size), default=0)
+        self._dilated = _row_dilations(self.both, most)
+        self._dilation = np.zeros_like(self.both)  # both surfaces dilated so far
+        self.near = np.zeros_like(self.both)
+        self._levels = levels
+
+    def widen(self, level: int) -> np.ndarray:
+        """Add one level's offsets; returns the voxels within it, as :attr:`near` & bits.
+
+        Shape:
+            returns (2 * P,) uint8, the first surface's bytes then the second's.
+        """
+        size, dilation = self.size, self._dilation
+        steps = (self._levels.rows[level] @ self._strides).tolist()
+        for step, span in zip(steps, self._levels.spans[level].tolist(), strict=True):
+            lo, hi = max(0, -step), 2 * size - max(0, step)
+            dilation[lo:hi] |= self._dilated[span, lo + step : hi + step]
+        self.near[:size] = dilation[size:]  # the first surface's voxels read the second's
+        self.near[size:] = dilation[:size]
+        return self.both & self.near
+
+
+def popcount(packed: np.ndarray) -> np.ndarray:
+    """Set bits of each row of a packed array (``np.bitwise_count`` where NumPy has it).
+
+    Shape:
+        packed: (..., B) uint8; returns (...) int64.
+    """
+    if hasattr(np, "bitwise_count"):  # NumPy >= 2.0
+        return np.bitwise_count(packed).sum(axis=-1, dtype=np.int64)
+    return _BITS_SET[packed].sum(axis=-1, dtype=np.int64)
 
 
 def _row_dilations(flat: np.ndarray, most: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Surfaces", "mask_edges", "pack_rows", "surfaces"]
+__all__ = ["Surfaces", "bit_indices", "mask_edges", "pack_rows", "surfaces"]
 
 
 def pack_rows(mask: np.ndarray) -> np.ndarray:
@@ -106,8 +106,8 @@ def surfaces(
         edges.append(_packed_edges(padded))
     return Surfaces(
         shape=(keep.size, *size[:-1], 8 * size[-1]),
-        pred_flat=_bit_indices(edges[0]),
-        target_flat=_bit_indices(edges[1]),
+        pred_flat=bit_indices(edges[0]),
+        target_flat=bit_indices(edges[1]),
         pred_lookup=np.unpackbits(edges[0].ravel()).view(bool),
         target_lookup=np.unpackbits(edges[1].ravel()).view(bool),
         pred_bits=edges[0],
@@ -166,7 +166,7 @@ def _packed_edges(packed: np.ndarray) -> np.ndarray:
     return packed & ~interior
 
 
-def _bit_indices(packed: np.ndarray) -> np.ndarray:
+def bit_indices(packed: np.ndarray) -> np.ndarray:
     """Sorted flat indices of the set bits, in the unpacked array's C order.
 
     Valid when the unpacked last axis is a whole number of bytes (see :func:`surfaces`).

@@ -46,11 +46,19 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ctxseg.metrics._arrays import ArrayLike, check_pair, check_spacing, to_mask
-from ctxseg.metrics._far import far_voxels, row_spans
+from ctxseg.metrics._far import (
+    Balls,
+    Levels,
+    Widening,
+    ball_plan,
+    level_plan,
+    popcount,
+    within_balls,
+)
 from ctxseg.metrics._farthest import box_gap, candidates, farthest, worth_pruning
 from ctxseg.metrics._nearest import few_distances, tree_distances
 from ctxseg.metrics._rows import row_offsets, row_table, scan
-from ctxseg.metrics._surface import Surfaces, mask_edges, pack_rows, surfaces
+from ctxseg.metrics._surface import Surfaces, bit_indices, mask_edges, pack_rows, surfaces
 
 __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
@@ -59,7 +67,11 @@ _LOOKUP_STEPS = {2: 128, 3: 250}
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _NEEDED_ROUND = 32  # most offsets a round after the first for a percentile (stops early)
 _FEW = 64  # unsettled voxels up to which comparing with every voxel beats a table or tree
-_SAMPLE_EVERY = 16  # the plain HD of a pair within its look-up box: a bound from every 16th voxel
+_FEW_LEFT = 256  # voxels beyond a distance level up to which look-ups beat widening further
+# Most packed bytes of a surface's box per surface voxel for counting by distance levels:
+# whole-box work pays for a fair prediction (about 1.3 here), not for a few stray voxels
+# that stretch the box over the whole volume (about 28).
+_BYTES_PER_VOXEL = 4
 
 
 def hausdorff_distance(
@@ -153,30 +165,28 @@ def _hausdorff_batch(
     flat_steps = offsets @ strides
     block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
     queries = (surf.pred_flat, surf.target_flat)
-    maximum = None  # for a single pair's plain HD: the voxels that can be the maximum
+    pruned = False
     if percentile is None and both.size == 1:
         gap = box_gap(surf.pred_bits, surf.target_bits, scale)  # a lower bound on the HD
         if worth_pruning(gap, scale):  # few voxels left: look-ups cost less than bit work
             queries = candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
-        else:
-            maximum = _maximum_candidates(queries, surf, tuple(scale.tolist()), gap, flat_steps)
+            pruned = True
+    # by distance levels when the voxels are many for the box (not a box widened by specks)
+    voxels = surf.pred_flat.size + surf.target_flat.size
+    if both.size == 1 and not pruned and surf.pred_bits.size <= _BYTES_PER_VOXEL * voxels:
+        value = _single_pair(surf, scale, percentile, flat_steps, offset_distances)
+        if value is not None:
+            result[both] = value
+            return result
     directions, needs = [], []
-    for k, (query_flat, other_lookup, other_flat) in enumerate(
-        [
-            (queries[0], surf.target_lookup, surf.target_flat),
-            (queries[1], surf.pred_lookup, surf.pred_flat),
-        ]
+    for query_flat, other_lookup, other_flat in (
+        (queries[0], surf.target_lookup, surf.target_flat),
+        (queries[1], surf.pred_lookup, surf.pred_flat),
     ):
         needed = _needed(query_flat // block, both.size, percentile)
-        if maximum is None:
-            distances, pending = _look_up(
-                query_flat, other_lookup, flat_steps, offset_distances, needed
-            )
-        else:
-            counted, first = maximum[0][k], maximum[1]
-            distances, pending = _settle_near(
-                query_flat, counted, first, other_lookup, flat_steps, offset_distances
-            )
+        distances, pending = _look_up(
+            query_flat, other_lookup, flat_steps, offset_distances, needed
+        )
         if pending.size:
             pending = _measure(
                 query_flat, other_flat, distances, pending, surf.shape, scale, needed
@@ -197,113 +207,118 @@ def _hausdorff_batch(
     return result
 
 
-def _maximum_candidates(
-    queries: tuple[np.ndarray, np.ndarray],
+def _single_pair(
     surf: Surfaces,
-    spacing: tuple[float, ...],
-    gap: float,
-    steps: np.ndarray,
-) -> tuple[list[np.ndarray], int] | None:
-    """For the plain HD of a single pair: the voxels that can be the farthest.
-
-    A lower bound on the HD (``gap``, or the largest distance of a sample of voxels) rules
-    out every voxel with a voxel of the other surface nearer than it: those in the ball of
-    the look-up offsets shorter than the bound, found for all voxels at once (``_far.py``).
-    The voxels left need only the offsets beyond that ball. When a sampled voxel has nothing
-    in the whole look-up box, the HD is at least the box's bound: only the voxels with
-    nothing in the box count, and they need no look-up at all.
-
-    Args:
-        queries: the query voxels of both directions (flat indices, sorted).
-        surf: the surfaces.
-        spacing: the voxel spacing (picks the look-up box).
-        gap: a lower bound on the HD.
-        steps: the look-up offsets as flat index steps.
-
-    Returns:
-        ``(counted, first)``: per direction which query voxels can be the maximum, (Q,) bool;
-        and the first look-up offset they need (all of them: none, they are beyond the box).
-        None when the bound rules nothing out.
-    """
-    distances = _lookup_offsets(spacing)[2]
-    count = None  # the offsets of the ball ruled out; None: the whole box
-    lookups = (surf.target_lookup, surf.pred_lookup)
-    for query_flat, other_lookup in zip(queries, lookups, strict=True):
-        sample = query_flat[::_SAMPLE_EVERY]
-        if sample.size:
-            found, left = _look_up(sample, other_lookup, steps, distances)
-            if left.size:
-                break
-            gap = max(gap, float(np.max(found)))
-    else:
-        count = int(np.searchsorted(distances, gap, side="left"))  # all shorter than the bound
-        if count == 0:
-            return None
-    far = far_voxels((surf.pred_bits, surf.target_bits), *_far_spans(spacing, count))
-    return _among(queries, far), distances.size if count is None else count
-
-
-def _among(
-    queries: tuple[np.ndarray, np.ndarray], found: tuple[np.ndarray, np.ndarray]
-) -> list[np.ndarray]:
-    """Which query voxels are among the voxels found, per direction.
-
-    Shape:
-        queries and found: sorted flat indices, (Q,) and (F,) per direction; returns (Q,)
-        bool per direction.
-    """
-    marks = []
-    for query_flat, flat in zip(queries, found, strict=True):
-        mark = np.zeros(query_flat.size, bool)
-        if query_flat.size:
-            at = np.minimum(np.searchsorted(query_flat, flat), query_flat.size - 1)
-            mark[at[query_flat[at] == flat]] = True  # (queries may be a subset)
-        marks.append(mark)
-    return marks
-
-
-def _settle_near(
-    query_flat: np.ndarray,
-    counted: np.ndarray,
-    first: int,
-    other_lookup: np.ndarray,
+    scale: np.ndarray,
+    percentile: float | None,
     flat_steps: np.ndarray,
     step_distances: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The plain HD's look-ups: only of the voxels that can be the maximum.
+) -> float | None:
+    """HD or percentile HD of a single pair, counting voxels by distance level (``_far.py``).
+
+    Look-up distances are discrete: the distinct offset distances of the box. Widening both
+    surfaces level by level and counting the voxels within each level gives the sorted
+    distances without measuring any voxel: the value at a rank is the first level whose
+    count passes the rank. When few voxels are left beyond the level reached, they are
+    looked up one by one instead (with only the offsets beyond it). For the plain HD, voxels
+    with nothing in the whole box (far) hold the maximum when there are any: they alone go
+    to row scans and the KD-tree, as in the general path.
 
     Args:
-        query_flat: flat indices of the query voxels.
-        counted: which of them can be the maximum, from :func:`_maximum_candidates`.
-        first: the first look-up offset they need (none of the offsets before it hits).
-        other_lookup, flat_steps, step_distances: as in :func:`_look_up`.
+        surf: the surfaces of one pair.
+        scale: the voxel spacing.
+        percentile: as in :func:`hausdorff_distance`.
+        flat_steps, step_distances: the look-up offsets as flat index steps, and their
+            distances.
 
     Returns:
-        As :func:`_look_up`: distances (0 for the voxels that cannot be the maximum) and the
-        pending indices (the counted voxels beyond the look-up box), sorted.
+        The distance; None when a percentile's rank lies beyond the look-up box (the general
+        path then measures what it needs).
     """
-    distances = np.zeros(query_flat.size)
-    chosen = np.flatnonzero(counted)
-    if first == flat_steps.size:
-        distances[chosen] = np.inf
-        return distances, chosen
-    # nothing among the offsets before ``first``: the first hit after them is the nearest
-    found, left = _look_up(
-        query_flat[chosen], other_lookup, flat_steps[first:], step_distances[first:]
+    spacing = tuple(scale.tolist())
+    bits = (surf.pred_bits, surf.target_bits)
+    size = surf.pred_bits.size
+    totals = np.array([surf.pred_flat.size, surf.target_flat.size])
+    lookups = (surf.target_lookup, surf.pred_lookup)
+    if percentile is None:
+        near = within_balls(bits, _whole_box(spacing))[0]  # (2 * P,) one ball: the box
+        if np.any(popcount(near.reshape(2, size)) < totals):
+            return _farthest_beyond(surf, scale, near)
+        low = high = totals - 1
+        rank = low.astype(np.float64)
+    else:
+        rank = percentile / 100.0 * (totals - 1)
+        low = np.floor(rank).astype(np.int64)
+        high = np.minimum(low + 1, totals - 1)
+    levels = _level_plan(spacing)
+    widening = Widening(bits, levels)
+    lower, upper = [math.nan, math.nan], [math.nan, math.nan]  # the values at low and high
+    for level, distance in enumerate(levels.distances.tolist()):
+        inside = widening.widen(level)
+        counts = popcount(inside.reshape(2, size))  # (2,) voxels within ``distance``
+        for d in range(2):
+            if math.isnan(lower[d]) and counts[d] > low[d]:
+                lower[d] = distance
+            if math.isnan(upper[d]) and counts[d] > high[d]:
+                upper[d] = distance
+        open_ = [d for d in range(2) if math.isnan(upper[d])]
+        if not open_:
+            break
+        if sum(int(totals[d] - counts[d]) for d in open_) > _FEW_LEFT:
+            continue
+        # few voxels left beyond this level: their distances one by one
+        for d in open_:
+            half = slice(d * size, (d + 1) * size)
+            beyond = bit_indices(widening.both[half] & ~inside[half])
+            start = int(levels.ends[level])  # nothing within the offsets before
+            found, _ = _look_up(beyond, lookups[d], flat_steps[start:], step_distances[start:])
+            ordered = np.sort(found)  # +inf for voxels beyond the box: above all the others
+            if not np.isfinite(ordered[high[d] - counts[d]]):
+                return None  # the rank lies beyond the box
+            if math.isnan(lower[d]):
+                lower[d] = float(ordered[low[d] - counts[d]])
+            upper[d] = float(ordered[high[d] - counts[d]])
+        break
+    else:
+        return None  # some rank lies beyond the box
+    return max(
+        lo + (r - k) * (up - lo) for lo, up, r, k in zip(lower, upper, rank, low, strict=True)
     )
-    distances[chosen] = found
-    return distances, chosen[left]
+
+
+def _farthest_beyond(surf: Surfaces, scale: np.ndarray, near: np.ndarray) -> float:
+    """The plain HD of a pair with far voxels: the largest distance among those alone.
+
+    Args:
+        surf: the surfaces of one pair.
+        scale: the voxel spacing.
+        near: from :func:`ctxseg.metrics._far.within_balls` with the whole look-up box.
+    """
+    size = surf.pred_bits.size
+    others = (surf.target_flat, surf.pred_flat)
+    directions = []
+    for d, bits in enumerate((surf.pred_bits, surf.target_bits)):
+        far = bit_indices(bits.reshape(-1) & ~near[d * size : (d + 1) * size])
+        distances = np.full(far.size, np.inf)
+        pending = np.arange(far.size)
+        if far.size:
+            pending = _measure(far, others[d], distances, pending, surf.shape, scale, None)
+        directions.append((far, others[d], distances, pending))
+    return float(farthest(directions, surf.shape, scale)[0])
 
 
 @functools.lru_cache(maxsize=64)
-def _far_spans(spacing: tuple[float, ...], count: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``count`` look-up offsets of a spacing (None: all), grouped by rows.
+def _whole_box(spacing: tuple[float, ...]) -> Balls:
+    """The look-up box of a spacing as one ball (``_far.ball_plan``); cached."""
+    _, offsets, distances = _lookup_offsets(spacing)
+    return ball_plan(offsets, distances, fractions=(1.0,))
 
-    See ``_far.row_spans``; the first offsets in order of distance are a ball. Cached.
-    """
-    rows, spans = row_spans(_lookup_offsets(spacing)[1][:count])
-    rows.flags.writeable = spans.flags.writeable = False
-    return rows, spans
+
+@functools.lru_cache(maxsize=64)
+def _level_plan(spacing: tuple[float, ...]) -> Levels:
+    """The distance levels of a spacing's look-up box (``_far.level_plan``); cached."""
+    _, offsets, distances = _lookup_offsets(spacing)
+    return level_plan(offsets, distances)
 
 
 def _measure(
