@@ -27,6 +27,13 @@ other surface then comes from the cheapest of three exact means, nearest first:
    own mask, for the voxels beyond the rows' reach (far false-positive specks) and, in 2-D,
    where its searches are cheap, for all the look-ups leave.
 
+A single pair (a volume) whose box is not stretched by stray voxels takes a shorter way
+(``_far.py``): look-up distances have few distinct values, so both surfaces are widened
+level by level as bit dilations and the voxels within each level counted; the value at a
+rank (the maximum, a percentile) is the first level whose count passes it, and only the
+last few hundred voxels, if any, are looked up. For the plain HD, voxels with nothing in the
+whole box hold the maximum when there are any, and alone go to rows and tree.
+
 Look-ups and row scans both settle voxels nearest first and check after every round whether
 a percentile's rank falls among the settled distances, then stop (HD95 of a good prediction
 needs no row scan or tree at all). The plain HD needs only the farthest voxel
