@@ -162,3 +162,10 @@ def test_a_tiny_grid_end_to_end_resumes_and_reports(tmp_path: Path, capsys) -> N
     assert main(["reproduce", "--data", str(out / "data" / "phantom-prostate"),
                  "--methods", "nope", "--out", str(out)]) == 2  # fmt: skip
     assert "unknown method(s) ['nope']" in capsys.readouterr().err
+
+
+def test_quick_grid_refuses_an_unknown_method_before_preparing_anything(tmp_path: Path) -> None:
+    preset = GridPreset(methods=("unet_ce",), seeds=(0,), epochs=1, size=32, cases=3)
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['unet_nope'\].*unet_ce"):
+        reproduce(None, tmp_path / "out", methods=["unet_nope"], preset=preset)
+    assert not (tmp_path / "out" / "data").exists()  # nothing prepared

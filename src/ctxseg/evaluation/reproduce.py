@@ -219,6 +219,10 @@ def reproduce(
     if data is None:
         if preset is None:
             raise ValueError("--data is required (a prepared store), except with --quick")
+        known = available_methods(dataset or "phantom-prostate")
+        unknown = [m for m in methods or [] if m not in known]
+        if unknown:  # refused before minutes of phantom preparation, not after
+            raise ValueError(f"unknown method(s) {unknown} for the quick grid; available: {known}")
         store = prepare_preset_data(out / "data" / "phantom-prostate", preset)
     else:
         store = PreparedStore.open(data)
