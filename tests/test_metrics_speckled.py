@@ -366,7 +366,7 @@ def test_level_plan_and_widening_match_a_brute_force_dilation():
     rng = np.random.default_rng(3)
     pred, target = speckled_pair(rng, (12, 30, 28), 5, 2)
     surf = surfaces(pack_rows(pred[None]), pack_rows(target[None]), np.array([0]), radii)
-    widening = Widening((surf.pred_bits, surf.target_bits), levels)
+    widening = Widening(surf.bits, surf.pred_bits.shape, levels)
     size = surf.pred_bits.size
     shape = surf.shape[1:]
     masks = [np.unpackbits(b.reshape(-1)).reshape(shape).astype(bool) for b in surf_bits(surf)]

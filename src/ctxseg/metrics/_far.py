@@ -90,12 +90,13 @@ def row_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(np.int64), spans
 
 
-def within_balls(bits: tuple[np.ndarray, np.ndarray], balls: Balls) -> np.ndarray:
+def within_balls(both: np.ndarray, shape: tuple[int, ...], balls: Balls) -> np.ndarray:
     """For each ball, the voxels of each surface with a voxel of the other in that ball.
 
     Args:
-        bits: the first and the second surface packed along rows (``np.packbits(...,
-            axis=-1)``).
+        both: the first and the second surface packed along rows (``np.packbits(...,
+            axis=-1)``), one after the other, flat.
+        shape: the shape of one of them packed, (N, *S[:-1], S[-1] / 8).
         balls: from :func:`ball_plan`.
 
     The batch must be padded with zeros as :func:`ctxseg.metrics._surface.surfaces` pads it:
@@ -108,12 +109,10 @@ def within_balls(bits: tuple[np.ndarray, np.ndarray], balls: Balls) -> np.ndarra
         first, packed as ``bits``.
 
     Shape:
-        bits: (N, *S[:-1], S[-1] / 8) uint8 each.
+        both: (2 * P,) uint8, P = prod(shape).
     """
-    shape = bits[0].shape
     size = math.prod(shape)
     strides = np.array([math.prod(shape[axis + 1 :]) for axis in range(1, len(shape) - 1)])
-    both = np.concatenate([bits[0].reshape(-1), bits[1].reshape(-1)])  # (2 * P,)
     most = max(int(spans.max()) for spans in balls.spans)
     dilated = _row_dilations(both, most)  # (M + 1, 2 * P)
     out = np.empty((balls.ends.size, 2 * size), np.uint8)
@@ -180,17 +179,17 @@ class Widening:
     other within that distance exactly where its bit is set in both.
 
     Args:
-        bits: the first and the second surface packed along rows, padded as for
-            :func:`within_balls`.
+        both: the first and the second surface packed along rows, one after the other, flat,
+            padded as for :func:`within_balls`.
+        shape: the shape of one of them packed, (N, *S[:-1], S[-1] / 8).
         levels: from :func:`level_plan`.
     """
 
-    def __init__(self, bits: tuple[np.ndarray, np.ndarray], levels: Levels) -> None:
-        shape = bits[0].shape
+    def __init__(self, both: np.ndarray, shape: tuple[int, ...], levels: Levels) -> None:
         self.size = math.prod(shape)
         strides = [math.prod(shape[axis + 1 :]) for axis in range(1, len(shape) - 1)]
         self._strides = np.array(strides, np.int64)
-        self.both = np.concatenate([bits[0].reshape(-1), bits[1].reshape(-1)])  # (2 * P,)
+        self.both = both  # (2 * P,)
         most = max((int(s.max()) for s in levels.spans if s.size), default=0)
         self._dilated = _row_dilations(self.both, most)
         self._dilation = np.zeros_like(self.both)  # both surfaces dilated so far

@@ -79,27 +79,65 @@ def tree_distances(
 
 
 def few_distances(
-    query_flat: np.ndarray, other_flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray
+    query_flat: np.ndarray,
+    other_flat: np.ndarray,
+    shape: tuple[int, ...],
+    scale: np.ndarray,
+    reach: float | None = None,
 ) -> np.ndarray:
     """Exact distances of a few voxels, each against every voxel of its pair's other surface.
 
-    For a handful of voxels this costs less than building a KD-tree or a row table.
+    For a handful of voxels this costs less than building a KD-tree or a row table. With
+    ``reach``, the voxels are first compared only with the other surface's voxels in the
+    slab of first-axis slices within ``reach`` of theirs (a contiguous run of the sorted
+    indices): a distance no larger than the slab's edge is exact, since every voxel outside
+    lies farther along that axis alone; the rest are compared with all.
 
     Args:
         query_flat: flat indices of the voxels (a few) in the batch of ``shape``.
         other_flat: sorted flat indices of the other surface.
         shape: shape (N, *S) of the batch.
         scale: voxel spacing of the spatial axes.
+        reach: the slab's half-width along the first spatial axis, or None (no slab).
 
     Shape:
         query_flat: (Q,); returns (Q,).
     """
+    if reach is not None:
+        plane = math.prod(shape[2:])  # flat indices per slice of the first spatial axis
+        width = int(reach // scale[0])  # slices on each side of the queries' own
+        slices = query_flat // plane  # (Q,) the slice of each, counted across pairs
+        # (a slab never crosses pairs: a slice index is a pair's slice plus its offset)
+        block = shape[1]
+        lo = np.maximum(slices.min() - width, (slices.min() // block) * block) * plane
+        hi = np.minimum(slices.max() + width + 1, (slices.max() // block + 1) * block) * plane
+        if query_flat.size and slices.min() // block == slices.max() // block:
+            start, stop = np.searchsorted(other_flat, [lo, hi])
+            if stop > start:
+                distances = _all_pairs(query_flat, other_flat[start:stop], shape, scale)
+                beyond = distances > (width + 1) * scale[0]  # something outside may be nearer
+                if beyond.any():
+                    distances[beyond] = _all_pairs(query_flat[beyond], other_flat, shape, scale)
+                return distances
+    return _all_pairs(query_flat, other_flat, shape, scale)
+
+
+def _all_pairs(
+    query_flat: np.ndarray, other_flat: np.ndarray, shape: tuple[int, ...], scale: np.ndarray
+) -> np.ndarray:
+    """Exact distances of voxels, each against every given voxel of its pair.
+
+    Shape:
+        query_flat: (Q,); other_flat: (M,) sorted; returns (Q,).
+    """
     block = math.prod(shape[1:])
     single = (1, *shape[1:])  # coordinates within a pair
     pairs = query_flat // block
-    distances = np.empty(query_flat.size)
+    distances = np.full(query_flat.size, np.inf)  # (inf: no other voxel given in the pair)
     for pair in np.unique(pairs).tolist():
         lo, hi = np.searchsorted(other_flat, [pair * block, (pair + 1) * block])
+        if hi == lo:
+            continue
         others = points(other_flat[lo:hi] - pair * block, single, scale)  # (M, D)
         # |o - q|^2 - |q|^2 = |o|^2 - 2 o.q: one matrix product of (q, 1) with (-2 o, |o|^2)
         # ranks the other voxels for each query voxel

@@ -172,19 +172,18 @@ def _hausdorff_batch(
     flat_steps = offsets @ strides
     block = math.prod(surf.shape[1:])  # pair i has the flat indices [i * block, (i+1) * block)
     queries = (surf.pred_flat, surf.target_flat)
-    pruned = False
-    if percentile is None and both.size == 1:
-        gap = box_gap(surf.pred_bits, surf.target_bits, scale)  # a lower bound on the HD
-        if worth_pruning(gap, scale):  # few voxels left: look-ups cost less than bit work
-            queries = candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
-            pruned = True
-    # by distance levels when the voxels are many for the box (not a box widened by specks)
+    # A single pair by distance levels when its voxels are many for the box; a box widened
+    # by stray voxels over the whole volume takes the per-voxel path (look-ups cost less).
     voxels = surf.pred_flat.size + surf.target_flat.size
-    if both.size == 1 and not pruned and surf.pred_bits.size <= _BYTES_PER_VOXEL * voxels:
+    if both.size == 1 and surf.pred_bits.size <= _BYTES_PER_VOXEL * voxels:
         value = _single_pair(surf, scale, percentile, flat_steps, offset_distances)
         if value is not None:
             result[both] = value
             return result
+    elif percentile is None and both.size == 1:
+        gap = box_gap(surf.pred_bits, surf.target_bits, scale)  # a lower bound on the HD
+        if worth_pruning(gap, scale):  # a far speck: most voxels cannot be the farthest
+            queries = candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
     directions, needs = [], []
     for query_flat, other_lookup, other_flat in (
         (queries[0], surf.target_lookup, surf.target_flat),
@@ -243,12 +242,13 @@ def _single_pair(
         path then measures what it needs).
     """
     spacing = tuple(scale.tolist())
-    bits = (surf.pred_bits, surf.target_bits)
     size = surf.pred_bits.size
     totals = np.array([surf.pred_flat.size, surf.target_flat.size])
     lookups = (surf.target_lookup, surf.pred_lookup)
     if percentile is None:
-        near = within_balls(bits, _whole_box(spacing))[0]  # (2 * P,) one ball: the box
+        near = within_balls(surf.bits, surf.pred_bits.shape, _whole_box(spacing))[
+            0
+        ]  # (2 * P,) one ball: the box
         if np.any(popcount(near.reshape(2, size)) < totals):
             return _farthest_beyond(surf, scale, near)
         low = high = totals - 1
@@ -258,7 +258,7 @@ def _single_pair(
         low = np.floor(rank).astype(np.int64)
         high = np.minimum(low + 1, totals - 1)
     levels = _level_plan(spacing)
-    widening = Widening(bits, levels)
+    widening = Widening(surf.bits, surf.pred_bits.shape, levels)
     lower, upper = [math.nan, math.nan], [math.nan, math.nan]  # the values at low and high
     for level, distance in enumerate(levels.distances.tolist()):
         inside = widening.widen(level)
@@ -358,12 +358,13 @@ def _measure(
         The indices of the voxels still unsettled: farther than a row scan reaches (all in
         2-D), needed.
     """
+    offsets = row_offsets(tuple(scale.tolist()))
     if pending.size <= _FEW:
-        distances[pending] = few_distances(query_flat[pending], other_flat, shape, scale)
+        reach = math.sqrt(offsets[2]) * scale[-1]  # as far as rows reach
+        distances[pending] = few_distances(query_flat[pending], other_flat, shape, scale, reach)
         return pending[:0]
     if len(shape) < 4:  # 2-D masks: (N, H, W)
         return pending
-    offsets = row_offsets(tuple(scale.tolist()))
     table = row_table(other_flat, shape, offsets, near=query_flat[pending])
     squared, left = scan(query_flat, pending, table, shape, offsets, needed)
     distances[pending] = np.sqrt(squared[pending]) * scale[-1]  # tables count row spacings
