@@ -396,3 +396,18 @@ def test_popcount_without_numpy_bitwise_count(monkeypatch):
     np.testing.assert_array_equal(_far.popcount(packed), expected)
     monkeypatch.delattr(np, "bitwise_count", raising=False)
     np.testing.assert_array_equal(_far.popcount(packed), expected)
+
+
+@pytest.mark.parametrize("reach", [0.5, 3.0, 100.0])  # slab of no slice, a few, all
+def test_few_distances_by_slab_equal_all_pairs(reach):
+    """The slab pass is exact: voxels whose nearest may lie outside are compared with all."""
+    rng = np.random.default_rng(int(reach * 10))
+    shape, scale = (1, 20, 15, 13), np.array([2.0, 0.5, 0.8])
+    size = math.prod(shape)
+    other = np.sort(rng.choice(size, 25, replace=False))
+    query = np.sort(rng.choice(size, 40, replace=False))
+    np.testing.assert_allclose(
+        few_distances(query, other, shape, scale, reach),
+        nearest_distances(query, other, shape, scale),
+        rtol=1e-12,
+    )
