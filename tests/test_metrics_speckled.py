@@ -411,3 +411,26 @@ def test_few_distances_by_slab_equal_all_pairs(reach):
         nearest_distances(query, other, shape, scale),
         rtol=1e-12,
     )
+
+
+@pytest.mark.parametrize("far_apart", [False, True])
+def test_row_table_for_some_voxels_only_scans_them_exactly(far_apart):
+    """A table built only for the rows some voxels reach gives them the same result; with
+    nothing of the other surface in reach, every one of them is left beyond it."""
+    rng = np.random.default_rng(9)
+    shape, spacing = (1, 30, 40, 24), (3.0, 0.625, 0.625)
+    scale = np.asarray(spacing)
+    plane = 40 * 24
+    other = np.sort(rng.choice(10 * plane, 300, replace=False))  # slices 0-9
+    lowest = 25 if far_apart else 5  # slices 25-29 lie beyond a row scan's reach (10 mm)
+    query = np.sort(rng.choice(np.arange(lowest * plane, 30 * plane), 20, replace=False))
+    offsets = row_offsets(spacing)
+    full = scan(query, np.arange(query.size), row_table(other, shape, offsets), shape, offsets)
+    near = row_table(other, shape, offsets, near=query)
+    squared, left = scan(query, np.arange(query.size), near, shape, offsets)
+    np.testing.assert_array_equal(left, full[1])
+    settled = np.setdiff1d(np.arange(query.size), left)
+    np.testing.assert_array_equal(squared[settled], full[0][settled])
+    expected = nearest_distances(query, other, shape, scale)
+    np.testing.assert_allclose(np.sqrt(squared[settled]) * scale[-1], expected[settled])
+    assert (left.size == query.size) if far_apart else (settled.size > 0)

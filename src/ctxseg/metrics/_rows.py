@@ -127,11 +127,11 @@ def row_table(
     width = shape[-1]
     margin = np.abs(offsets[0]).max(axis=0)  # (D - 1,) rows a scan reaches on each side
     padded = (shape[0], *(s + 2 * int(m) for s, m in zip(shape[1:-1], margin, strict=True)))
-    if near is not None:
-        reached = _reached_rows(near // width, shape, padded, margin, offsets[0])
-        kept = flat[reached[flat // width]]
-        flat = kept if kept.size else flat[:1]  # (a table needs a row; more rows are harmless)
     rows = flat // width  # (P,) row of every voxel in the row space (N, *S[:-1])
+    if near is not None:
+        kept = np.flatnonzero(_reached_rows(near // width, shape, padded, margin, offsets[0])[rows])
+        kept = kept if kept.size else np.zeros(1, np.int64)  # a table needs a row; any will do
+        flat, rows = flat[kept], rows[kept]
     column = flat - rows * width
     first = np.empty(flat.size, bool)  # first voxel of its row
     first[0] = True

@@ -8,6 +8,7 @@ as in MONAI's ``get_mask_edges`` and MedPy. Packing the last axis into bits
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,8 @@ class Surfaces:
         shape: shape (N, *S) of the padded batch the flat indices refer to (C order).
         pred_flat: sorted flat indices of the prediction's surface voxels.
         target_flat: sorted flat indices of the reference's surface voxels.
-        pred_lookup: the prediction's surface as a flat boolean array of ``prod(shape)``.
+        pred_lookup: the prediction's surface as a flat boolean array of ``prod(shape)``
+            (unpacked on first use).
         target_lookup: the same for the reference.
         bits: both surfaces packed along rows, the prediction's bytes then the reference's,
             (2 * N * prod(S[:-1]) * S[-1] / 8,) uint8.
@@ -69,11 +71,22 @@ class Surfaces:
     shape: tuple[int, ...]
     pred_flat: np.ndarray
     target_flat: np.ndarray
-    pred_lookup: np.ndarray
-    target_lookup: np.ndarray
     bits: np.ndarray
     pred_bits: np.ndarray
     target_bits: np.ndarray
+
+    @functools.cached_property
+    def _lookup(self) -> np.ndarray:
+        """Both surfaces unpacked, one after the other (only when look-ups need them)."""
+        return np.unpackbits(self.bits).view(bool)
+
+    @property
+    def pred_lookup(self) -> np.ndarray:
+        return self._lookup[: self._lookup.size // 2]
+
+    @property
+    def target_lookup(self) -> np.ndarray:
+        return self._lookup[self._lookup.size // 2 :]
 
 
 def surfaces(
@@ -112,13 +125,10 @@ def surfaces(
     flat = bit_indices(edges)
     half = 8 * edges[: keep.size].size  # voxels of one surface
     split = int(np.searchsorted(flat, half))
-    lookup = np.unpackbits(edges.reshape(-1)).view(bool)
     return Surfaces(
         shape=(keep.size, *size[:-1], 8 * size[-1]),
         pred_flat=flat[:split],
         target_flat=flat[split:] - half,
-        pred_lookup=lookup[:half],
-        target_lookup=lookup[half:],
         bits=edges.reshape(-1),
         pred_bits=edges[: keep.size],
         target_bits=edges[keep.size :],
