@@ -28,7 +28,15 @@ exact value by about 1e-4. MONAI's time depends on torch's thread count (ctxseg 
 torch here), so each case runs with one torch thread and with the default count, side by
 side.
 
+With ``--prepared DIR`` (a store from ``ctxseg prepare``, e.g. real PROMISE12 or ACDC),
+volumes are also made from its real labels (class ``--label``, up to ``--cases`` cases):
+the reference is the case's mask; the clean prediction is it shifted by up to 2 voxels
+in-plane and 1 slice, then dilated or eroded by one voxel; the speckled one adds 40 stray
+voxels over the volume. Printed per kind: the ratios over the cases (smallest, median,
+largest) and the largest difference to the exact reference.
+
     python benchmarks/bench_metrics.py [--quick] [--repeats N] [--only 2d|3d] [--seed S]
+        [--prepared DIR [--label K] [--cases N]]
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import scipy
@@ -254,12 +263,102 @@ def bench(
     )
 
 
+def label_volumes(
+    store_dir: Path, label: int, count: int, rng: np.random.Generator
+) -> list[tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]]:
+    """Clean and speckled prediction/reference pairs made from a prepared store's labels.
+
+    Returns:
+        ``(name, pred, target, spacing)`` for up to ``count`` cases with the class present,
+        clean then speckled for each.
+    """
+    from ctxseg.data import PreparedStore
+
+    store = PreparedStore.open(store_dir)
+    out = []
+    for case in store.cases[:count]:
+        target = np.asarray(store.labels[store.case_rows(case["case"])]) == label
+        if not target.any():
+            continue
+        spacing = tuple(float(s) for s in case["spacing"])
+        shift = (int(rng.integers(-1, 2)), *(int(v) for v in rng.integers(-2, 3, 2)))
+        clean = np.roll(target, shift, axis=(0, 1, 2))
+        grow = ndimage.binary_dilation if rng.random() < 0.5 else ndimage.binary_erosion
+        clean = grow(clean)
+        speckled = clean.copy()
+        add_strays(rng, speckled, 40)
+        out += [(f"{case['case']} clean", clean, target, spacing)]
+        out += [(f"{case['case']} speckled", speckled, target, spacing)]
+    return out
+
+
+def bench_volumes(
+    pairs: list[tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]],
+    repeats: int,
+    default_threads: int,
+) -> None:
+    """Ratios MONAI / ctxseg (CPU time, and wall against MONAI's default threads) per kind.
+
+    Each pair runs ``repeats`` interleaved rounds as in :func:`bench`; per kind (clean or
+    speckled, HD or HD95) the smallest, median and largest of the pairs' median ratios.
+    """
+    for percentile in (None, 95):
+        tag = "HD" if percentile is None else "HD95"
+        for kind in ("clean", "speckled"):
+            cpu_one, wall_n, times, worst = [], [], [], 0.0
+            for name, pred, target, spacing in pairs:
+                if not name.endswith(kind):
+                    continue
+                p, t = pred[None], target[None]
+                rounds = {"monai-n": [], "monai-1": [], "ctxseg": []}
+                for _ in range(repeats):
+                    for key, count in (("monai-n", default_threads), ("monai-1", 1)):
+                        torch.set_num_threads(count)
+                        if key == "monai-1":
+                            time.sleep(_SETTLE)
+                        start, start_cpu = time.perf_counter(), time.process_time()
+                        monai_hd(p, t, spacing, percentile)
+                        rounds[key].append(
+                            (time.perf_counter() - start, time.process_time() - start_cpu)
+                        )
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    ours = hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)
+                    rounds["ctxseg"].append(
+                        (time.perf_counter() - start, time.process_time() - start_cpu)
+                    )
+                torch.set_num_threads(default_threads)
+                worst = max(worst, abs(ours - float(exact_hd(p, t, spacing, percentile)[0])))
+                med = {k: np.median(np.asarray(v), axis=0) for k, v in rounds.items()}
+                cpu_one.append(med["monai-1"][1] / med["ctxseg"][1])
+                wall_n.append(med["monai-n"][0] / med["ctxseg"][0])
+                times.append(med["ctxseg"][0] * 1e3)
+            if not times:
+                continue
+
+            def spread(values: list[float]) -> str:
+                return (
+                    f"{min(values):5.1f}x / {statistics.median(values):5.1f}x / {max(values):5.1f}x"
+                )
+
+            print(
+                f"{tag:<5} {kind:<9} {len(times):2d} volumes | ctxseg {min(times):5.2f}-"
+                f"{max(times):5.2f} ms | vs MONAI 1 thread, CPU: {spread(cpu_one)} | vs MONAI "
+                f"{default_threads} threads, wall: {spread(wall_n)} | to exact {worst:.1e}",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 10")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (5 times as many in 3-D)")
     parser.add_argument("--only", choices=("2d", "3d"), default=None, help="run one size only")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated masks")
+    parser.add_argument(
+        "--prepared", type=Path, default=None, help="also: a prepared store's labels"
+    )
+    parser.add_argument("--label", type=int, default=1, help="class of --prepared to use")
+    parser.add_argument("--cases", type=int, default=10, help="cases of --prepared to use")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 10)
     default_threads = torch.get_num_threads()
@@ -317,6 +416,16 @@ def main() -> None:
                     5 * repeats,
                     default_threads,
                 )
+    if args.prepared is not None:
+        pairs = label_volumes(
+            args.prepared, args.label, args.cases, np.random.default_rng(args.seed)
+        )
+        print(
+            f"{args.prepared}: class {args.label}, {len(pairs) // 2} cases, spacing "
+            f"{sorted({p[3] for p in pairs})} mm; {repeats} interleaved rounds each; ratio per "
+            "volume of the medians; smallest / median / largest over the volumes"
+        )
+        bench_volumes(pairs, repeats, default_threads)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
