@@ -14,7 +14,7 @@ Speed, with exact results: the masks of a batch are packed to bits, cropped to t
 foreground box and eroded together (``_surface.py``). Each surface voxel's distance to the
 other surface then comes from the cheapest of three exact means, nearest first:
 
-1. array look-ups of the offsets in a small box (6.25 mm with 3 x 0.625 x 0.625 mm
+1. array look-ups of the offsets in a small box (3.6 mm with 3 x 0.625 x 0.625 mm
    voxels, 5 mm with 1 mm voxels, 6 voxels in 2-D), several offsets a round, nearest offsets
    first: most voxels of a fair prediction settle here;
 2. in volumes, row scans (``_rows.py``) for the rest, up to 10 mm with such voxels: the other
@@ -71,10 +71,12 @@ __all__ = ["hausdorff_distance", "hausdorff_distance_batch", "mask_edges"]
 
 # most neighbour offsets the array look-ups try, 2-D and 3-D (at most 255: _first_hits' codes)
 _LOOKUP_STEPS = {2: 128, 3: 900}
+_MOST_LEVELS = 30  # most distinct distances in the box: the distance levels walk them one by one
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _NEEDED_ROUND = 32  # most offsets a round after the first for a percentile (stops early)
 _FEW = 64  # unsettled voxels up to which comparing with every voxel beats a table or tree
 _FEW_LEFT = 256  # voxels beyond a distance level up to which look-ups beat widening further
+_SAMPLE_EVERY = 16  # the plain HD within the box: a lower bound from every 16th voxel
 # Most packed bytes of a surface's box per surface voxel for counting by distance levels:
 # whole-box work pays for a fair prediction (about 1.3 here), not for a few stray voxels
 # that stretch the box over the whole volume (about 28).
@@ -243,13 +245,10 @@ def _single_pair(
     size = surf.pred_bits.size
     totals = np.array([surf.pred_flat.size, surf.target_flat.size])
     if percentile is None:
-        near = within_balls(surf.bits, surf.pred_bits.shape, _whole_box(spacing))[
-            0
-        ]  # (2 * P,) one ball: the box
+        near = within_balls(surf.bits, surf.pred_bits.shape, _whole_box(spacing))[0]  # (2 * P,)
         if np.any(popcount(near.reshape(2, size)) < totals):
             return _farthest_beyond(surf, scale, near)
-        low = high = totals - 1
-        rank = low.astype(np.float64)
+        return _farthest_within(surf, spacing, flat_steps, step_distances)
     else:
         rank = percentile / 100.0 * (totals - 1)
         low = np.floor(rank).astype(np.int64)
@@ -276,8 +275,9 @@ def _single_pair(
             half = slice(d * size, (d + 1) * size)
             beyond = bit_indices(widening.both[half] & ~inside[half])
             start = int(levels.ends[level])  # nothing within the offsets before
+            wanted = int(high[d] - counts[d]) + 1  # the smallest distances the ranks need
             ordered = np.sort(
-                _beyond_level(beyond, d, start, surf, scale, flat_steps, step_distances)
+                _beyond_level(beyond, d, start, surf, scale, flat_steps, step_distances, wanted)
             )
             if math.isnan(lower[d]):
                 lower[d] = float(ordered[low[d] - counts[d]])
@@ -296,11 +296,13 @@ def _beyond_level(
     scale: np.ndarray,
     flat_steps: np.ndarray,
     step_distances: np.ndarray,
+    wanted: int,
 ) -> np.ndarray:
     """Exact distances of voxels with nothing of the other surface in the first offsets.
 
     Look-ups with the offsets from ``start`` on, then row scans and the KD-tree for those
-    beyond the box (as in the general path).
+    beyond the box (as in the general path), unless the ``wanted`` smallest distances are
+    already settled: those beyond the box are farther than all of them (left at +inf).
 
     Args:
         voxels: flat indices of the voxels (sorted), of direction ``d``'s surface.
@@ -309,6 +311,7 @@ def _beyond_level(
         surf, scale: the surfaces and the voxel spacing.
         flat_steps, step_distances: the look-up offsets as flat index steps, and their
             distances.
+        wanted: how many of the smallest distances must be exact.
 
     Shape:
         voxels: (V,); returns (V,).
@@ -322,11 +325,52 @@ def _beyond_level(
         distances, pending = _look_up(
             voxels, other_lookup, flat_steps[start:], step_distances[start:]
         )
+    if voxels.size - pending.size >= wanted:
+        return distances
     if pending.size:
         pending = _measure(voxels, other_flat, distances, pending, surf.shape, scale, None)
     if pending.size:
         distances[pending] = tree_distances(voxels[pending], other_flat, surf.shape, scale)
     return distances
+
+
+def _farthest_within(
+    surf: Surfaces,
+    spacing: tuple[float, ...],
+    flat_steps: np.ndarray,
+    step_distances: np.ndarray,
+) -> float:
+    """The plain HD of a pair whose voxels all lie within the look-up box of the other.
+
+    The largest distance of a sample of voxels (every ``_SAMPLE_EVERY``-th, looked up) is a
+    lower bound on the HD: the voxels with a voxel of the other surface in the ball of the
+    offsets shorter than it cannot be the farthest (found for all at once, ``_far.py``); the
+    few others are looked up with only the offsets beyond that ball.
+
+    Args:
+        surf: the surfaces of one pair.
+        spacing: the voxel spacing.
+        flat_steps, step_distances: the look-up offsets as flat index steps, and their
+            distances.
+    """
+    lookups = (surf.target_lookup, surf.pred_lookup)
+    bound = 0.0
+    for query_flat, other_lookup in zip((surf.pred_flat, surf.target_flat), lookups, strict=True):
+        found, _ = _look_up(query_flat[::_SAMPLE_EVERY], other_lookup, flat_steps, step_distances)
+        bound = max(bound, float(found.max()))
+    count = int(np.searchsorted(step_distances, bound, side="left"))  # all shorter than it
+    size = surf.pred_bits.size
+    near = np.zeros(2 * size, np.uint8)
+    if count:
+        near = within_balls(surf.bits, surf.pred_bits.shape, _prefix_ball(spacing, count))[0]
+    largest = bound
+    for d, other_lookup in enumerate(lookups):
+        half = slice(d * size, (d + 1) * size)
+        beyond = bit_indices(surf.bits[half] & ~near[half])  # at least ``bound`` away
+        if beyond.size:
+            found, _ = _look_up(beyond, other_lookup, flat_steps[count:], step_distances[count:])
+            largest = max(largest, float(found.max()))
+    return largest
 
 
 def _farthest_beyond(surf: Surfaces, scale: np.ndarray, near: np.ndarray) -> float:
@@ -355,6 +399,13 @@ def _whole_box(spacing: tuple[float, ...]) -> Balls:
     """The look-up box of a spacing as one ball (``_far.ball_plan``); cached."""
     _, offsets, distances = _lookup_offsets(spacing)
     return ball_plan(offsets, distances, fractions=(1.0,))
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix_ball(spacing: tuple[float, ...], count: int) -> Balls:
+    """The ball of a spacing's first ``count`` look-up offsets (all shorter than a bound)."""
+    _, offsets, distances = _lookup_offsets(spacing)
+    return ball_plan(offsets[:count], distances[:count])
 
 
 @functools.lru_cache(maxsize=64)
@@ -415,10 +466,11 @@ def _lookup_offsets(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray,
     The box has about the same physical reach along every axis (fewer voxels along a coarse
     axis) and is the widest with at most ``_LOOKUP_STEPS`` offsets: beyond that the look-ups
     cost more than what comes next spares (measured): the KD-tree in 2-D, row tables in 3-D.
-    In 3-D the box is some 900 offsets (radius 6 voxels at 1 mm, about 6 mm at 3 x 0.625 x
-    0.625 mm): measured on prostate-shaped volumes at 1 mm (real PROMISE12 labels) and on the
-    benchmark's, a box of 250 offsets left the voxels 3-6 mm off (common in 1 mm volumes) to
-    row scans, which cost more than the longer look-ups and distance levels.
+    In 3-D the box holds up to 900 offsets and ``_MOST_LEVELS`` distinct distances (509
+    offsets, 23 distances, 5 mm at 1 mm voxels; 183 offsets, 26 distances, 3.6 mm at 3 x
+    0.625 x 0.625 mm): on volumes of real PROMISE12 labels at 1 mm, a box of 117 offsets
+    left the voxels 3-5 mm off to row scans, which cost more than the longer look-ups; at
+    3 x 0.625 x 0.625 mm a box of 837 offsets had 84 distances, and walking them cost more.
 
     Returns:
         ``(radii, offsets, distances)``: box half-widths in voxels (D,), offsets (K, D) and
@@ -429,7 +481,7 @@ def _lookup_offsets(spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray,
     best = _steps(np.zeros(scale.size, np.int64), scale)
     for reach in range(1, 32):
         candidate = _steps(np.ceil(reach * scale.min() / scale).astype(np.int64), scale)
-        if candidate[2].size > budget:
+        if candidate[2].size > budget or np.unique(candidate[2]).size > _MOST_LEVELS:
             break
         best = candidate
     for array in best:
