@@ -354,7 +354,7 @@ def test_single_pairs_by_distance_levels_equal_brute_force(monkeypatch, few_left
 
 
 def test_level_plan_and_widening_match_a_brute_force_dilation():
-    from ctxseg.metrics._far import Widening, level_plan, popcount
+    from ctxseg.metrics._far import Dilations, Widening, level_plan, popcount
     from ctxseg.metrics._surface import pack_rows, surfaces
     from ctxseg.metrics.hausdorff import _lookup_offsets
 
@@ -366,7 +366,8 @@ def test_level_plan_and_widening_match_a_brute_force_dilation():
     rng = np.random.default_rng(3)
     pred, target = speckled_pair(rng, (12, 30, 28), 5, 2)
     surf = surfaces(pack_rows(pred[None]), pack_rows(target[None]), np.array([0]), radii)
-    widening = Widening(surf.bits, surf.pred_bits.shape, levels)
+    most = max(int(spans.max()) for spans in levels.spans if spans.size)
+    widening = Widening(Dilations(surf.bits, surf.pred_bits.shape, most), levels)
     size = surf.pred_bits.size
     shape = surf.shape[1:]
     masks = [np.unpackbits(b.reshape(-1)).reshape(shape).astype(bool) for b in surf_bits(surf)]

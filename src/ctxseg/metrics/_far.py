@@ -6,7 +6,7 @@ The voxels of a surface with a voxel of the other within distance ``d`` are thos
 other surface dilated by every offset up to ``d`` (a ball); counting them level by level
 gives the sorted distances of a pair without measuring any voxel (:class:`Widening`), and
 the voxels outside the whole box (*far*) are the only ones that can hold a plain HD beyond
-it (:func:`within_balls`).
+it (:meth:`Dilations.within`).
 
 The dilations run on surfaces packed 8 voxels a byte (``np.packbits``, rows along the last
 axis). A ball's offsets that share their leading coordinates (a *row offset*) run along the
@@ -25,56 +25,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Balls", "Levels", "Widening", "ball_plan", "level_plan", "popcount", "within_balls"]
+__all__ = ["Dilations", "Levels", "Widening", "level_plan", "popcount", "row_spans"]
 
 _BITS_SET = np.array([bin(byte).count("1") for byte in range(256)], np.uint8)
 
 
-@dataclass(frozen=True)
-class Balls:
-    """Nested balls of a look-up box, by rows.
-
-    Attributes:
-        ends: for each ball, how many look-up offsets (sorted by distance) it holds: ball
-            ``k`` is ``offsets[:ends[k]]``; increasing, the last one is all of them.
-        rows: for each ball, its row offsets (R_k, D - 1).
-        spans: for each ball, the largest offset along the last axis of each row (R_k,).
-    """
-
-    ends: np.ndarray
-    rows: tuple[np.ndarray, ...]
-    spans: tuple[np.ndarray, ...]
-
-
-def ball_plan(
-    offsets: np.ndarray, distances: np.ndarray, fractions: tuple[float, ...] = (1.0,)
-) -> Balls:
-    """Cut a look-up box into nested balls holding about ``fractions`` of its offsets.
-
-    Args:
-        offsets: the look-up offsets sorted by distance, every offset within the largest
-            distance (so that each prefix cut at a change of distance is a ball).
-        distances: their distances, ascending.
-        fractions: the balls' sizes as fractions of the offsets, ascending, the last 1.
-
-    Raises:
-        ValueError: if the offsets of a ball's row are not a full run ``-span..span``.
-
-    Shape:
-        offsets: (K, D) int; distances: (K,).
-    """
-    ends: list[int] = []
-    for fraction in fractions:
-        radius = distances[max(0, math.ceil(fraction * distances.size) - 1)]
-        end = int(np.searchsorted(distances, radius, side="right"))  # ties all in
-        if not ends or end > ends[-1]:
-            ends.append(end)
-    rows, spans = zip(*(row_spans(offsets[:end]) for end in ends), strict=True)
-    return Balls(ends=np.array(ends, np.int64), rows=tuple(rows), spans=tuple(spans))
-
-
 def row_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A ball's offsets grouped by row: each row offset and its span along the row.
+
+    Args:
+        offsets: the offsets of a ball (for each row offset, all of ``-span..span`` along
+            the last axis), e.g. a prefix of the look-up offsets cut at a change of distance.
 
     Raises:
         ValueError: if the offsets of some row are not a full run ``-span..span``.
@@ -91,43 +52,63 @@ def row_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(np.int64), spans
 
 
-def within_balls(both: np.ndarray, shape: tuple[int, ...], balls: Balls) -> np.ndarray:
-    """For each ball, the voxels of each surface with a voxel of the other in that ball.
+class Dilations:
+    """Both surfaces of a batch, packed side by side and dilated along their rows.
 
     Args:
         both: the first and the second surface packed along rows (``np.packbits(...,
             axis=-1)``), one after the other, flat.
         shape: the shape of one of them packed, (N, *S[:-1], S[-1] / 8).
-        balls: from :func:`ball_plan`.
+        most: the largest span along the rows any ball will need.
 
     The batch must be padded with zeros as :func:`ctxseg.metrics._surface.surfaces` pads it:
-    at least the box's reach along every axis but the first, so that no offset leaves its
+    at least the balls' reach along every axis but the first, so that no offset leaves its
     own mask (along the rows: a span's shift carries only zero bits across row ends).
-
-    Returns:
-        (K, 2 * P) uint8, P the bytes of one surface: for ball ``k``, the first surface's
-        voxels with a voxel of the second in the ball, then the second's with one of the
-        first, packed as ``bits``.
 
     Shape:
         both: (2 * P,) uint8, P = prod(shape).
     """
-    size = math.prod(shape)
-    strides = np.array([math.prod(shape[axis + 1 :]) for axis in range(1, len(shape) - 1)])
-    most = max(int(spans.max()) for spans in balls.spans)
-    dilated = _row_dilations(both, most)  # (M + 1, 2 * P)
-    out = np.empty((balls.ends.size, 2 * size), np.uint8)
-    near = np.empty(2 * size, np.uint8)
-    for k, (rows, spans) in enumerate(zip(balls.rows, balls.spans, strict=True)):
-        near[:] = 0  # both surfaces dilated by ball k
-        steps = (rows @ strides.astype(np.int64)).tolist()  # byte steps of the row offsets
+
+    def __init__(self, both: np.ndarray, shape: tuple[int, ...], most: int) -> None:
+        self.both = both
+        self.size = math.prod(shape)
+        strides = [math.prod(shape[axis + 1 :]) for axis in range(1, len(shape) - 1)]
+        self._strides = np.array(strides, np.int64)
+        self._dilated = _row_dilations(both, most)  # (most + 1, 2 * P)
+
+    def grow(self, dilation: np.ndarray, rows: np.ndarray, spans: np.ndarray) -> None:
+        """OR both surfaces, shifted by the row offsets and dilated by their spans, in place.
+
+        Shape:
+            dilation: (2 * P,) uint8; rows: (R, D - 1); spans: (R,).
+        """
+        steps = (rows @ self._strides).tolist()  # byte steps of the row offsets
         for step, span in zip(steps, spans.tolist(), strict=True):
             # no step leaves its own surface's margin: the two halves shift independently
-            lo, hi = max(0, -step), 2 * size - max(0, step)
-            near[lo:hi] |= dilated[span, lo + step : hi + step]
-        np.bitwise_and(both[:size], near[size:], out=out[k, :size])  # the first's voxels ...
-        np.bitwise_and(both[size:], near[:size], out=out[k, size:])  # ... near the second's
-    return out
+            lo, hi = max(0, -step), 2 * self.size - max(0, step)
+            dilation[lo:hi] |= self._dilated[span, lo + step : hi + step]
+
+    def meet(self, dilation: np.ndarray) -> np.ndarray:
+        """Each surface's voxels under the other's dilation: those with it within reach.
+
+        Shape:
+            dilation: (2 * P,) uint8 from :meth:`grow`; returns (2 * P,) uint8, the first
+            surface's bytes then the second's.
+        """
+        size, inside = self.size, np.empty_like(self.both)
+        np.bitwise_and(self.both[:size], dilation[size:], out=inside[:size])  # the first's
+        np.bitwise_and(self.both[size:], dilation[:size], out=inside[size:])  # the second's
+        return inside
+
+    def within(self, rows: np.ndarray, spans: np.ndarray) -> np.ndarray:
+        """Each surface's voxels with a voxel of the other in a ball (:func:`row_spans`).
+
+        Shape:
+            returns (2 * P,) uint8, as :meth:`meet`.
+        """
+        dilation = np.zeros_like(self.both)
+        self.grow(dilation, rows, spans)
+        return self.meet(dilation)
 
 
 @dataclass(frozen=True)
@@ -179,20 +160,13 @@ class Widening:
     is set in the other's dilation, which :meth:`widen` returns as bits of its voxels.
 
     Args:
-        both: the first and the second surface packed along rows, one after the other, flat,
-            padded as for :func:`within_balls`.
-        shape: the shape of one of them packed, (N, *S[:-1], S[-1] / 8).
+        dilations: the pair's surfaces, dilated along rows as far as the levels' spans.
         levels: from :func:`level_plan`.
     """
 
-    def __init__(self, both: np.ndarray, shape: tuple[int, ...], levels: Levels) -> None:
-        self.size = math.prod(shape)
-        strides = [math.prod(shape[axis + 1 :]) for axis in range(1, len(shape) - 1)]
-        self._strides = np.array(strides, np.int64)
-        self.both = both  # (2 * P,)
-        most = max((int(s.max()) for s in levels.spans if s.size), default=0)
-        self._dilated = _row_dilations(self.both, most)
-        self._dilation = np.zeros_like(self.both)  # both surfaces dilated so far
+    def __init__(self, dilations: Dilations, levels: Levels) -> None:
+        self._dilations = dilations
+        self._dilation = np.zeros_like(dilations.both)  # both surfaces dilated so far
         self._levels = levels
 
     def widen(self, level: int) -> np.ndarray:
@@ -201,15 +175,9 @@ class Widening:
         Shape:
             returns (2 * P,) uint8, the first surface's bytes then the second's.
         """
-        size, dilation = self.size, self._dilation
-        steps = (self._levels.rows[level] @ self._strides).tolist()
-        for step, span in zip(steps, self._levels.spans[level].tolist(), strict=True):
-            lo, hi = max(0, -step), 2 * size - max(0, step)
-            dilation[lo:hi] |= self._dilated[span, lo + step : hi + step]
-        inside = np.empty_like(self.both)
-        np.bitwise_and(self.both[:size], dilation[size:], out=inside[:size])  # the first's
-        np.bitwise_and(self.both[size:], dilation[:size], out=inside[size:])  # ... the second's
-        return inside
+        levels = self._levels
+        self._dilations.grow(self._dilation, levels.rows[level], levels.spans[level])
+        return self._dilations.meet(self._dilation)
 
 
 def popcount(packed: np.ndarray) -> np.ndarray:

@@ -103,15 +103,14 @@ def few_distances(
     Shape:
         query_flat: (Q,); returns (Q,).
     """
-    if reach is not None:
+    if reach is not None and query_flat.size:
         plane = math.prod(shape[2:])  # flat indices per slice of the first spatial axis
-        width = int(reach // scale[0])  # slices on each side of the queries' own
-        slices = query_flat // plane  # (Q,) the slice of each, counted across pairs
-        # (a slab never crosses pairs: a slice index is a pair's slice plus its offset)
-        block = shape[1]
-        lo = np.maximum(slices.min() - width, (slices.min() // block) * block) * plane
-        hi = np.minimum(slices.max() + width + 1, (slices.max() // block + 1) * block) * plane
-        if query_flat.size and slices.min() // block == slices.max() // block:
+        first, last = int(query_flat.min()) // plane, int(query_flat.max()) // plane
+        pair = first // shape[1] * shape[1]  # the first slice of the first voxel's pair
+        if last < pair + shape[1]:  # all in one pair: the slab stays within it
+            width = int(reach // scale[0])  # slices on each side of the queries' own
+            lo = max(first - width, pair) * plane
+            hi = min(last + width + 1, pair + shape[1]) * plane
             start, stop = np.searchsorted(other_flat, [lo, hi])
             if stop > start:
                 distances = _all_pairs(query_flat, other_flat[start:stop], shape, scale)

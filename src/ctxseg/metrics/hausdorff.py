@@ -53,15 +53,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ctxseg.metrics._arrays import ArrayLike, check_pair, check_spacing, to_mask
-from ctxseg.metrics._far import (
-    Balls,
-    Levels,
-    Widening,
-    ball_plan,
-    level_plan,
-    popcount,
-    within_balls,
-)
+from ctxseg.metrics._far import Dilations, Levels, Widening, level_plan, popcount, row_spans
 from ctxseg.metrics._farthest import box_gap, candidates, farthest, worth_pruning
 from ctxseg.metrics._nearest import few_distances, tree_distances
 from ctxseg.metrics._rows import row_offsets, row_table, scan
@@ -244,17 +236,18 @@ def _single_pair(
     spacing = tuple(scale.tolist())
     size = surf.pred_bits.size
     totals = np.array([surf.pred_flat.size, surf.target_flat.size])
+    whole = _ball(spacing, None)  # the whole box: the largest span any ball needs
+    dilations = Dilations(surf.bits, surf.pred_bits.shape, int(whole[1].max()))
     if percentile is None:
-        near = within_balls(surf.bits, surf.pred_bits.shape, _whole_box(spacing))[0]  # (2 * P,)
+        near = dilations.within(*whole)  # (2 * P,)
         if np.any(popcount(near.reshape(2, size)) < totals):
             return _farthest_beyond(surf, scale, near)
-        return _farthest_within(surf, spacing, flat_steps, step_distances)
-    else:
-        rank = percentile / 100.0 * (totals - 1)
-        low = np.floor(rank).astype(np.int64)
-        high = np.minimum(low + 1, totals - 1)
+        return _farthest_within(surf, spacing, dilations, flat_steps, step_distances)
+    rank = percentile / 100.0 * (totals - 1)
+    low = np.floor(rank).astype(np.int64)
+    high = np.minimum(low + 1, totals - 1)
     levels = _level_plan(spacing)
-    widening = Widening(surf.bits, surf.pred_bits.shape, levels)
+    widening = Widening(dilations, levels)
     lower, upper = [math.nan, math.nan], [math.nan, math.nan]  # the values at low and high
     for level, distance in enumerate(levels.distances.tolist()):
         inside = widening.widen(level)
@@ -265,15 +258,14 @@ def _single_pair(
             if math.isnan(upper[d]) and counts[d] > high[d]:
                 upper[d] = distance
         open_ = [d for d in range(2) if math.isnan(upper[d])]
+        if not open_:
+            break
         last = level == levels.distances.size - 1
-        if not open_ or (not last and sum(int(totals[d] - counts[d]) for d in open_) > _FEW_LEFT):
-            if not open_:
-                break
+        if not last and sum(int(totals[d] - counts[d]) for d in open_) > _FEW_LEFT:
             continue
         # few voxels left beyond this level, or beyond the whole box: measured one by one
         for d in open_:
-            half = slice(d * size, (d + 1) * size)
-            beyond = bit_indices(widening.both[half] & ~inside[half])
+            beyond = _voxels_outside(surf, inside, d)
             start = int(levels.ends[level])  # nothing within the offsets before
             wanted = int(high[d] - counts[d]) + 1  # the smallest distances the ranks need
             ordered = np.sort(
@@ -337,6 +329,7 @@ def _beyond_level(
 def _farthest_within(
     surf: Surfaces,
     spacing: tuple[float, ...],
+    dilations: Dilations,
     flat_steps: np.ndarray,
     step_distances: np.ndarray,
 ) -> float:
@@ -350,6 +343,7 @@ def _farthest_within(
     Args:
         surf: the surfaces of one pair.
         spacing: the voxel spacing.
+        dilations: the pair's surfaces dilated along rows (``_far.py``).
         flat_steps, step_distances: the look-up offsets as flat index steps, and their
             distances.
     """
@@ -359,14 +353,10 @@ def _farthest_within(
         found, _ = _look_up(query_flat[::_SAMPLE_EVERY], other_lookup, flat_steps, step_distances)
         bound = max(bound, float(found.max()))
     count = int(np.searchsorted(step_distances, bound, side="left"))  # all shorter than it
-    size = surf.pred_bits.size
-    near = np.zeros(2 * size, np.uint8)
-    if count:
-        near = within_balls(surf.bits, surf.pred_bits.shape, _prefix_ball(spacing, count))[0]
+    near = dilations.within(*_ball(spacing, count)) if count else np.zeros_like(surf.bits)
     largest = bound
     for d, other_lookup in enumerate(lookups):
-        half = slice(d * size, (d + 1) * size)
-        beyond = bit_indices(surf.bits[half] & ~near[half])  # at least ``bound`` away
+        beyond = _voxels_outside(surf, near, d)  # at least ``bound`` away
         if beyond.size:
             found, _ = _look_up(beyond, other_lookup, flat_steps[count:], step_distances[count:])
             largest = max(largest, float(found.max()))
@@ -379,13 +369,12 @@ def _farthest_beyond(surf: Surfaces, scale: np.ndarray, near: np.ndarray) -> flo
     Args:
         surf: the surfaces of one pair.
         scale: the voxel spacing.
-        near: from :func:`ctxseg.metrics._far.within_balls` with the whole look-up box.
+        near: each surface's voxels with a voxel of the other in the whole look-up box.
     """
-    size = surf.pred_bits.size
     others = (surf.target_flat, surf.pred_flat)
     directions = []
-    for d, bits in enumerate((surf.pred_bits, surf.target_bits)):
-        far = bit_indices(bits.reshape(-1) & ~near[d * size : (d + 1) * size])
+    for d in range(2):
+        far = _voxels_outside(surf, near, d)
         distances = np.full(far.size, np.inf)
         pending = np.arange(far.size)
         if far.size:
@@ -394,18 +383,23 @@ def _farthest_beyond(surf: Surfaces, scale: np.ndarray, near: np.ndarray) -> flo
     return float(farthest(directions, surf.shape, scale)[0])
 
 
-@functools.lru_cache(maxsize=64)
-def _whole_box(spacing: tuple[float, ...]) -> Balls:
-    """The look-up box of a spacing as one ball (``_far.ball_plan``); cached."""
-    _, offsets, distances = _lookup_offsets(spacing)
-    return ball_plan(offsets, distances, fractions=(1.0,))
+def _voxels_outside(surf: Surfaces, near: np.ndarray, d: int) -> np.ndarray:
+    """Flat indices of direction ``d``'s surface voxels whose bit is not set in ``near``.
+
+    Shape:
+        near: (2 * P,) uint8, the prediction's bytes then the reference's; returns (V,).
+    """
+    half = slice(d * surf.pred_bits.size, (d + 1) * surf.pred_bits.size)
+    return bit_indices(surf.bits[half] & ~near[half])
 
 
 @functools.lru_cache(maxsize=64)
-def _prefix_ball(spacing: tuple[float, ...], count: int) -> Balls:
-    """The ball of a spacing's first ``count`` look-up offsets (all shorter than a bound)."""
-    _, offsets, distances = _lookup_offsets(spacing)
-    return ball_plan(offsets[:count], distances[:count])
+def _ball(spacing: tuple[float, ...], count: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The ball of a spacing's first ``count`` look-up offsets (None: all), by rows; cached.
+
+    The first offsets in order of distance, cut where the distance changes, are a ball.
+    """
+    return row_spans(_lookup_offsets(spacing)[1][:count])
 
 
 @functools.lru_cache(maxsize=64)
