@@ -206,19 +206,18 @@ def exact_hd(
     return out
 
 
-def bench(
-    name: str,
-    ours: Callable[[], np.ndarray],
-    theirs: Callable[[], np.ndarray],
-    reference: Callable[[], np.ndarray],
+def interleaved(
+    ours: Callable[[], object],
+    theirs: Callable[[], object],
     repeats: int,
     default_threads: int,
-) -> None:
-    """Time ctxseg and MONAI (with 1 and with the default torch threads) interleaved.
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, object]]:
+    """Run MONAI (default threads, then one thread) and ctxseg round after round.
 
-    Prints the median wall and CPU times (CPU: all threads of the process; less disturbed by
-    other work on a shared machine), the ratios, and the largest difference of ctxseg's
-    result to MONAI's and to an exact float64 reference.
+    Returns:
+        ``(wall, cpu, results)``: per candidate (``monai-n``, ``monai-1``, ``ctxseg``) the
+        wall and CPU seconds of every round (CPU: all threads of the process), and the last
+        round's result.
     """
     # MONAI with all threads first: torch's idle worker threads spin for a while after an
     # operation, and on 2 cores a spinning thread slows (and counts in the CPU time of) what
@@ -239,6 +238,24 @@ def bench(
             wall[key].append(time.perf_counter() - start)
             cpu[key].append(time.process_time() - start_cpu)
     torch.set_num_threads(default_threads)
+    return wall, cpu, results
+
+
+def bench(
+    name: str,
+    ours: Callable[[], np.ndarray],
+    theirs: Callable[[], np.ndarray],
+    reference: Callable[[], np.ndarray],
+    repeats: int,
+    default_threads: int,
+) -> None:
+    """Time ctxseg and MONAI (with 1 and with the default torch threads) interleaved.
+
+    Prints the median wall and CPU times (CPU: all threads of the process; less disturbed by
+    other work on a shared machine), the ratios, and the largest difference of ctxseg's
+    result to MONAI's and to an exact float64 reference.
+    """
+    wall, cpu, results = interleaved(ours, theirs, repeats, default_threads)
     finite = np.isfinite(results["monai-1"])  # MONAI: NaN for a one-sided miss with a percentile
     to_monai = np.max(np.abs(results["ctxseg"][finite] - results["monai-1"][finite]), initial=0.0)
     exact = reference()
@@ -299,8 +316,8 @@ def bench_volumes(
 ) -> None:
     """Ratios MONAI / ctxseg (CPU time, and wall against MONAI's default threads) per kind.
 
-    Each pair runs ``repeats`` interleaved rounds as in :func:`bench`; per kind (clean or
-    speckled, HD or HD95) the smallest, median and largest of the pairs' median ratios.
+    Each pair runs ``repeats`` rounds of :func:`interleaved`; per kind (clean or speckled,
+    HD or HD95) the smallest, median and largest of the pairs' ratios of median times.
     """
     for percentile in (None, 95):
         tag = "HD" if percentile is None else "HD95"
@@ -310,28 +327,21 @@ def bench_volumes(
                 if not name.endswith(kind):
                     continue
                 p, t = pred[None], target[None]
-                rounds = {"monai-n": [], "monai-1": [], "ctxseg": []}
-                for _ in range(repeats):
-                    for key, count in (("monai-n", default_threads), ("monai-1", 1)):
-                        torch.set_num_threads(count)
-                        if key == "monai-1":
-                            time.sleep(_SETTLE)
-                        start, start_cpu = time.perf_counter(), time.process_time()
-                        monai_hd(p, t, spacing, percentile)
-                        rounds[key].append(
-                            (time.perf_counter() - start, time.process_time() - start_cpu)
-                        )
-                    start, start_cpu = time.perf_counter(), time.process_time()
-                    ours = hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)
-                    rounds["ctxseg"].append(
-                        (time.perf_counter() - start, time.process_time() - start_cpu)
-                    )
-                torch.set_num_threads(default_threads)
+                wall, cpu, results = interleaved(
+                    lambda p=pred, t=target, s=spacing, q=percentile: hausdorff_distance(
+                        p, t, spacing=s, percentile=q
+                    ),
+                    lambda p=p, t=t, s=spacing, q=percentile: monai_hd(p, t, s, q),
+                    repeats,
+                    default_threads,
+                )
+                ours = results["ctxseg"]
                 worst = max(worst, abs(ours - float(exact_hd(p, t, spacing, percentile)[0])))
-                med = {k: np.median(np.asarray(v), axis=0) for k, v in rounds.items()}
-                cpu_one.append(med["monai-1"][1] / med["ctxseg"][1])
-                wall_n.append(med["monai-n"][0] / med["ctxseg"][0])
-                times.append(med["ctxseg"][0] * 1e3)
+                cpu_one.append(statistics.median(cpu["monai-1"]) / statistics.median(cpu["ctxseg"]))
+                wall_n.append(
+                    statistics.median(wall["monai-n"]) / statistics.median(wall["ctxseg"])
+                )
+                times.append(statistics.median(wall["ctxseg"]) * 1e3)
             if not times:
                 continue
 
