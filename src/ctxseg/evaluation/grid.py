@@ -30,7 +30,14 @@ import torch
 
 from ctxseg.engine.config import BUILTIN_CONFIGS, Config, load_config
 
-__all__ = ["GridRun", "estimate_epoch_seconds", "execute", "plan_grid", "run_state"]
+__all__ = [
+    "GridRun",
+    "check_methods",
+    "estimate_epoch_seconds",
+    "execute",
+    "plan_grid",
+    "run_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,19 @@ class GridRun:
     def load(self) -> Config:
         """The run's validated config."""
         return load_config(self.config, list(self.overrides))
+
+
+def check_methods(methods: Sequence[str], known: Sequence[str], where: str) -> None:
+    """Raise ``ValueError`` naming the methods not among ``known`` (and listing those).
+
+    Args:
+        methods: the methods asked for.
+        known: the methods available.
+        where: what they are available for (a config folder, a preset), for the message.
+    """
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown} for {where}; available: {list(known)}")
 
 
 def plan_grid(
@@ -95,10 +115,7 @@ def plan_grid(
         raise ValueError("the grid needs at least one method and one seed")
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ValueError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
-    known = sorted(p.stem for p in folder.glob("*.yaml"))
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown} for {folder}; available: {known}")
+    check_methods(methods, sorted(p.stem for p in folder.glob("*.yaml")), str(folder))
     runs = []
     for method in methods:
         own = [f"data.root={Path(data_root).resolve()}"]

@@ -33,6 +33,7 @@ from ctxseg.data.store import PreparedStore
 from ctxseg.engine.cli import add_override_argument
 from ctxseg.evaluation import report
 from ctxseg.evaluation.grid import (
+    check_methods,
     estimate_epoch_seconds,
     execute,
     plan_grid,
@@ -219,10 +220,9 @@ def reproduce(
     if data is None:
         if preset is None:
             raise ValueError("--data is required (a prepared store), except with --quick")
+        # refused before minutes of phantom preparation, not after
         known = available_methods(dataset or "phantom-prostate")
-        unknown = [m for m in methods or [] if m not in known]
-        if unknown:  # refused before minutes of phantom preparation, not after
-            raise ValueError(f"unknown method(s) {unknown} for the quick grid; available: {known}")
+        check_methods(methods or [], known, "the quick grid")
         store = prepare_preset_data(out / "data" / "phantom-prostate", preset)
     else:
         store = PreparedStore.open(data)
