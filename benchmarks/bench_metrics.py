@@ -370,6 +370,18 @@ def main() -> None:
     parser.add_argument("--label", type=int, default=1, help="class of --prepared to use")
     parser.add_argument("--cases", type=int, default=10, help="cases of --prepared to use")
     args = parser.parse_args()
+    pairs = []
+    if args.prepared is not None:  # before minutes of timing, not after
+        from ctxseg.data import StoreError
+
+        try:
+            pairs = label_volumes(
+                args.prepared, args.label, args.cases, np.random.default_rng(args.seed)
+            )
+        except StoreError as error:
+            parser.error(str(error))
+        if not pairs:
+            parser.error(f"no case of {args.prepared} (first {args.cases}) has class {args.label}")
     repeats = args.repeats or (3 if args.quick else 10)
     default_threads = torch.get_num_threads()
     import monai
@@ -426,10 +438,7 @@ def main() -> None:
                     5 * repeats,
                     default_threads,
                 )
-    if args.prepared is not None:
-        pairs = label_volumes(
-            args.prepared, args.label, args.cases, np.random.default_rng(args.seed)
-        )
+    if pairs:
         print(
             f"{args.prepared}: class {args.label}, {len(pairs) // 2} cases, spacing "
             f"{sorted({p[3] for p in pairs})} mm; {repeats} interleaved rounds each; ratio per "
