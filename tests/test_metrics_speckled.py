@@ -435,3 +435,104 @@ def test_row_table_for_some_voxels_only_scans_them_exactly(far_apart):
     expected = nearest_distances(query, other, shape, scale)
     np.testing.assert_allclose(np.sqrt(squared[settled]) * scale[-1], expected[settled])
     assert (left.size == query.size) if far_apart else (settled.size > 0)
+
+
+# ------------------------------------------------ thick slices, missed slices (issue 10)
+
+
+def thick_slice_pair(rng: np.random.Generator, strays: int) -> tuple[np.ndarray, np.ndarray]:
+    """An ACDC-like pair at 10 mm slices: the prediction misses the first slices of the
+    reference and runs on past its last ones (whole slices of far voxels), shifted in-plane.
+
+    Shape:
+        returns pred, target: (10, 40, 44) bool.
+    """
+    target = np.zeros((10, 40, 44), bool)
+    pred = np.zeros_like(target)
+    yy, xx = np.mgrid[:40, :44]
+    first, last = int(rng.integers(1, 3)), int(rng.integers(6, 8))
+    for z in range(first, last + 1):
+        radius = rng.uniform(5, 12)
+        target[z] = (yy - 20) ** 2 + (xx - 22) ** 2 < radius**2
+    dy, dx = rng.integers(-3, 4, 2)
+    for z in range(first + int(rng.integers(1, 4)), min(last + int(rng.integers(0, 3)), 9) + 1):
+        pred[z] = (yy - 20 - dy) ** 2 + (xx - 22 - dx) ** 2 < rng.uniform(4, 12) ** 2
+    pred[tuple(rng.integers(0, s, strays) for s in pred.shape)] = True
+    return pred, target
+
+
+def test_row_scan_skips_offsets_into_empty_slices_exactly(monkeypatch):
+    """Voxels whose neighbouring slices hold none of the other surface read only the
+    offsets into filled slices (their own group), and still settle exactly, nearest first:
+    with a ``needed`` that stops after the 60 nearest, those are the 60 nearest of all."""
+    monkeypatch.setattr("ctxseg.metrics._rows._SPLIT_READS", 1)  # any saving: a group
+    from ctxseg.metrics._rows import _slice_groups
+
+    spacing = (10.0, 1.5625, 1.5625)
+    scale = np.asarray(spacing)
+    shape = (2, 9, 14, 16)
+    grid = np.arange(math.prod(shape)).reshape(shape)
+    rng = np.random.default_rng(21)
+    # the other surface fills slices 5-6 of pair 0 and slice 2 of pair 1; queries everywhere
+    other = np.sort(np.concatenate([grid[0, 5:7].ravel(), grid[1, 2].ravel()]))
+    other = np.sort(rng.choice(other, 60, replace=False))
+    query = np.sort(rng.choice(grid.size, 400, replace=False))
+    offsets = row_offsets(spacing)
+    table = row_table(other, shape, offsets)
+    start_row = scan_start_rows(query, shape, table)
+    groups = _slice_groups(table, start_row, np.arange(query.size), offsets[0])
+    assert len(groups) > 2 and min(read.size for _, read in groups[1:]) < offsets[0].shape[0]
+    squared, left = scan(query, np.arange(query.size), table, shape, offsets)
+    expected = nearest_distances(query, other, shape, scale)
+    settled = np.setdiff1d(np.arange(query.size), left)
+    np.testing.assert_allclose(np.sqrt(squared[settled]) * scale[-1], expected[settled], rtol=1e-12)
+    assert np.all(expected[left] >= math.sqrt(offsets[2]) * scale[-1] - 1e-9)
+    assert np.all(np.diff(left) > 0)  # sorted, as the callers expect
+
+    def needed(pending: np.ndarray) -> np.ndarray:  # only the nearest 60 voxels matter
+        return np.full(pending.size, query.size - pending.size < 60)
+
+    squared, left = scan(query, np.arange(query.size), table, shape, offsets, needed)
+    exact = np.isfinite(squared)
+    np.testing.assert_allclose(
+        np.sqrt(squared[exact]) * scale[-1], expected[exact], rtol=1e-12
+    )  # fmt: skip
+    assert 60 <= exact.sum() < query.size and left.size == 0
+    assert expected[exact].max() <= expected[~exact].min()  # nearest first across groups
+
+
+def scan_start_rows(query: np.ndarray, shape: tuple[int, ...], table) -> np.ndarray:
+    """The padded start row of every query voxel, as :func:`scan` computes it."""
+    from ctxseg.metrics._rows import _padded_rows
+
+    rows = query // table.width
+    return _padded_rows(rows, shape, table.padded, np.asarray(table.margin))
+
+
+@pytest.mark.parametrize("box_test_level", [0, 10, 1 << 10])  # at once, usual, never
+@pytest.mark.parametrize("few_pairs", [0, 1 << 20])  # KD-tree beyond the rows, or all pairs
+def test_thick_slices_with_missed_slices_equal_brute_force(monkeypatch, box_test_level, few_pairs):
+    """Whole slices of far voxels (missed or extra slices at 10 mm), with and without stray
+    voxels: the plain HD and percentiles whose ranks lie within and beyond the look-up box
+    equal the all-pairs reference, however the whole-box test and the voxels beyond the
+    rows are scheduled."""
+    import ctxseg.metrics.hausdorff as hausdorff
+
+    monkeypatch.setattr(hausdorff, "_BOX_TEST_LEVEL", box_test_level)
+    monkeypatch.setattr(hausdorff, "_FEW_PAIRS", few_pairs)
+    calls = []
+    ranked = hausdorff._ranked_beyond
+    monkeypatch.setattr(
+        hausdorff, "_ranked_beyond", lambda *a: calls.append(a[2]) or ranked(*a)
+    )  # fmt: skip
+    rng = np.random.default_rng(31)
+    spacing = (10.0, 1.5625, 1.5625)
+    for case in range(12):
+        pred, target = thick_slice_pair(rng, strays=[0, 0, 6][case % 3])
+        for percentile in (None, 95, 50, 5, 100):
+            expected = brute_force_hd(pred, target, spacing, percentile)
+            ours = hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)
+            assert ours == pytest.approx(expected, rel=1e-9, abs=1e-9), (case, percentile)
+    steps = hausdorff._lookup_offsets(spacing)[1].shape[0]
+    if box_test_level == 0:  # some ranks lay beyond the whole box and skipped the walk
+        assert steps in calls

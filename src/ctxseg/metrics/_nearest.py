@@ -133,7 +133,10 @@ def _all_pairs(
     single = (1, *shape[1:])  # coordinates within a pair
     pairs = query_flat // block
     distances = np.full(query_flat.size, np.inf)  # (inf: no other voxel given in the pair)
-    for pair in np.unique(pairs).tolist():
+    if pairs.size == 0:
+        return distances
+    lowest, highest = int(pairs.min()), int(pairs.max())
+    for pair in [lowest] if lowest == highest else np.unique(pairs).tolist():
         lo, hi = np.searchsorted(other_flat, [pair * block, (pair + 1) * block])
         if hi == lo:
             continue

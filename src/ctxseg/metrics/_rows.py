@@ -29,6 +29,7 @@ __all__ = ["RowTable", "row_offsets", "row_table", "scan"]
 _ROW_STEPS = 192  # most row offsets scanned; beyond them a KD-tree costs less
 _CHUNK = 1 << 16  # most table reads a round (several row offsets a round)
 _ROUND = 1 << 12  # fewest table reads a round: a round costs about as much as that many
+_SPLIT_READS = 1 << 14  # fewest reads skipped for which voxels get their own offsets
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,9 @@ def _reached_rows(
         rows: (R,) indices into the row space; offsets: (K, D - 1); returns a (prod(N,
         *S[:-1]),) bool array.
     """
-    starts = _padded_rows(np.unique(rows), shape, padded, margin)  # (U,)
+    if rows.size > 1:  # sorted rows (query voxels are): drop repeats without np.unique's sort
+        rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]  # (repeats left: harmless)
+    starts = _padded_rows(rows, shape, padded, margin)  # (U,)
     reached = np.zeros(math.prod(padded), bool)
     reached[(starts[:, None] + _row_steps(offsets, padded)[None, :]).reshape(-1)] = True
     inner = tuple(slice(int(m), int(m) + s) for m, s in zip(margin, shape[1:-1], strict=True))
@@ -213,6 +216,11 @@ def scan(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Squared distances from voxels to a surface stored by rows, nearest rows first.
 
+    Voxels whose neighbouring slices (along the first row axis) hold none of the other
+    surface skip the row offsets into those slices (:func:`_slice_groups`): with thick
+    slices, a voxel of a slice the other mask misses would otherwise read every row of the
+    empty slices around it before reaching a filled one.
+
     Args:
         query_flat: flat indices of the voxels in the batch of ``shape``.
         pending: indices into ``query_flat`` of the voxels to measure.
@@ -238,24 +246,78 @@ def scan(
     column[pending] = query_flat[pending] - rows * table.width
     start_row = np.zeros_like(query_flat)
     start_row[pending] = _padded_rows(rows, shape, table.padded, np.asarray(table.margin))
+    groups = _slice_groups(table, start_row, pending, offsets[0])  # [(members, offsets read)]
     squared = np.full(query_flat.size, np.inf)
-    start = 0
-    while start < steps.size and pending.size:
+    start, left = 0, pending.size
+    while start < steps.size and left:
         # Row offsets a round: doubling (most voxels settle in the first rows), but at least
         # _ROUND reads (a round's fixed cost) and at most _CHUNK. Offsets first: minima along
-        # the long (voxel) axis are the fast ones.
-        width = max(start + 1, _ROUND // pending.size)
-        stop = min(steps.size, start + width, start + max(1, _CHUNK // pending.size))
-        cells = table.starts[steps[start:stop, None] + start_row[pending]]  # (K', P)
-        cells += column[pending]
-        candidates = table.squared[cells] + step_squared[start:stop, None]  # (K', P) float64
-        best = np.minimum(squared[pending], candidates.min(axis=0))  # (P,)
-        squared[pending] = best
+        # the long (voxel) axis are the fast ones. Every group reads its offsets of the round.
+        width = max(start + 1, _ROUND // left)
+        stop = min(steps.size, start + width, start + max(1, _CHUNK // left))
         bound = step_squared[stop] if stop < steps.size else reach
-        pending = pending[best > bound]
-        if needed is not None and pending.size:
+        for members, read in groups:
+            if read.size == steps.size:  # every offset: a slice of them
+                chosen: slice | np.ndarray = slice(start, stop)
+            else:
+                first, last = np.searchsorted(read, [start, stop])
+                chosen = read[first:last]  # (K',) offsets of this round
+            if members.size and (read.size == steps.size or chosen.size):
+                cells = table.starts[steps[chosen, None] + start_row[members]]  # (K', P)
+                cells += column[members]
+                candidates = table.squared[cells] + step_squared[chosen, None]  # (K', P) float64
+                squared[members] = np.minimum(squared[members], candidates.min(axis=0))
+        groups = [(members[squared[members] > bound], read) for members, read in groups]
+        if needed is not None and any(members.size for members, _ in groups):
+            pending = np.concatenate([members for members, _ in groups])
             keep = needed(pending)
             squared[pending[~keep]] = np.inf  # above every settled distance; not measured
-            pending = pending[keep]
+            parts = np.split(keep, np.cumsum([members.size for members, _ in groups])[:-1])
+            groups = [(members[k], read) for (members, read), k in zip(groups, parts, strict=True)]
+        left = sum(members.size for members, _ in groups)
         start = stop
-    return squared, pending
+    unsettled = [members for members, _ in groups]
+    return squared, unsettled[0] if len(unsettled) == 1 else np.sort(np.concatenate(unsettled))
+
+
+def _slice_groups(
+    table: RowTable, start_row: np.ndarray, pending: np.ndarray, offsets: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Voxels grouped by the row offsets that can reach the other surface from their slice.
+
+    An offset whose slice (along the first row axis) holds none of the table's surface reads
+    only empty rows. Where skipping such offsets spares many reads, the voxels of the slices
+    concerned form a group of their own, a slice a group, that reads only the others; every
+    other voxel reads every offset (a group costs a gather every round). Volumes only (two
+    row axes or more).
+
+    Returns:
+        ``[(members, read)]``: indices into the query voxels (sorted) and the indices of the
+        offsets they read (sorted); the first group reads every offset.
+
+    Shape:
+        start_row: (Q,) padded start rows; pending: (P,); offsets: (K, D - 1).
+    """
+    everything = [(pending, np.arange(offsets.shape[0]))]
+    if len(table.padded) < 3 or pending.size == 0:
+        return everything
+    slice_rows = math.prod(table.padded[2:])
+    empty = table.squared.size - table.width  # the +inf row
+    filled = (table.starts.reshape(-1, slice_rows) != empty).any(axis=1)  # (N * Z',)
+    voxel_slice = start_row[pending] // slice_rows  # (P,) padded slice of every voxel
+    counts = np.bincount(voxel_slice, minlength=filled.size)  # (N * Z',)
+    slices = np.flatnonzero(counts)  # (U,) padded slices queried
+    dz = offsets[:, 0] - offsets[:, 0].min()  # (K,) slice offsets, from 0
+    around = filled[slices[:, None] + np.arange(int(dz.max()) + 1) + int(offsets[:, 0].min())]
+    # (U, S) the slices around each queried one that hold some of the surface
+    skipped = (~around) @ np.bincount(dz)  # (U,) offsets that read empty slices only
+    own = np.flatnonzero(counts[slices] * skipped >= _SPLIT_READS)  # slices worth a group
+    if own.size == 0:
+        return everything
+    group = np.zeros(filled.size, np.int64)
+    group[slices[own]] = np.arange(1, own.size + 1)
+    voxel_group = group[voxel_slice]  # (P,)
+    reads = [np.flatnonzero(around[u][dz]) for u in own.tolist()]
+    return [(pending[voxel_group == 0], everything[0][1])] + [
+        (pending[voxel_group == g], read) for g, read in enumerate(reads, start=1)
+    ]

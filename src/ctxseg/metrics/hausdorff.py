@@ -67,7 +67,10 @@ _MOST_LEVELS = 30  # most distinct distances in the box: the distance levels wal
 _CHUNK_LOOKUPS = 1 << 16  # array look-ups per round (several offsets a round)
 _NEEDED_ROUND = 32  # most offsets a round after the first for a percentile (stops early)
 _FEW = 64  # unsettled voxels up to which comparing with every voxel beats a table or tree
+_FEW_PAIRS = 1 << 20  # voxels beyond the rows times other voxels: below, compared with all
 _FEW_LEFT = 256  # voxels beyond a distance level up to which look-ups beat widening further
+# the distance level at which a percentile's walk, if still open, tests the whole box first
+_BOX_TEST_LEVEL = 10
 _SAMPLE_EVERY = 16  # the plain HD within the box: a lower bound from every 16th voxel
 # Most packed bytes of a surface's box per surface voxel for counting by distance levels:
 # whole-box work pays for a fair prediction (about 1.3 here), not for a few stray voxels
@@ -239,17 +242,30 @@ def _single_pair(
     whole = _ball(spacing, None)  # the whole box: the largest span any ball needs
     dilations = Dilations(surf.bits, surf.pred_bits.shape, int(whole[1].max()))
     if percentile is None:
-        near = dilations.within(*whole)  # (2 * P,)
+        near = dilations.within(*whole)  # (2 * P,) voxels with the other within the box
         if np.any(popcount(near.reshape(2, size)) < totals):
             return _farthest_beyond(surf, scale, near)
         return _farthest_within(surf, spacing, dilations, flat_steps, step_distances)
     rank = percentile / 100.0 * (totals - 1)
     low = np.floor(rank).astype(np.int64)
     high = np.minimum(low + 1, totals - 1)
+    lower, upper = [math.nan, math.nan], [math.nan, math.nan]  # the values at low and high
     levels = _level_plan(spacing)
     widening = Widening(dilations, levels)
-    lower, upper = [math.nan, math.nan], [math.nan, math.nan]  # the values at low and high
     for level, distance in enumerate(levels.distances.tolist()):
+        if level == _BOX_TEST_LEVEL:
+            # Ranks beyond the whole box (a missed slice, say) skip the rest of the walk:
+            # only the voxels beyond the box are measured, as far as the ranks need.
+            near = dilations.within(*whole)  # (2 * P,) voxels with the other in the box
+            in_box = popcount(near.reshape(2, size))  # (2,)
+            for d in range(2):
+                if math.isnan(upper[d]) and in_box[d] <= low[d]:
+                    lower[d], upper[d] = _ranked_beyond(
+                        _voxels_outside(surf, near, d), d, flat_steps.size, int(in_box[d]),
+                        (int(low[d]), int(high[d])), surf, scale, flat_steps, step_distances,
+                    )  # fmt: skip
+            if not any(math.isnan(upper[d]) for d in range(2)):
+                break
         inside = widening.widen(level)
         counts = popcount(inside.reshape(2, size))  # (2,) voxels within ``distance``
         for d in range(2):
@@ -265,19 +281,47 @@ def _single_pair(
             continue
         # few voxels left beyond this level, or beyond the whole box: measured one by one
         for d in open_:
-            beyond = _voxels_outside(surf, inside, d)
-            start = int(levels.ends[level])  # nothing within the offsets before
-            wanted = int(high[d] - counts[d]) + 1  # the smallest distances the ranks need
-            ordered = np.sort(
-                _beyond_level(beyond, d, start, surf, scale, flat_steps, step_distances, wanted)
-            )
-            if math.isnan(lower[d]):
-                lower[d] = float(ordered[low[d] - counts[d]])
-            upper[d] = float(ordered[high[d] - counts[d]])
+            ranked = _ranked_beyond(
+                _voxels_outside(surf, inside, d), d, int(levels.ends[level]), int(counts[d]),
+                (int(low[d]), int(high[d])), surf, scale, flat_steps, step_distances,
+            )  # fmt: skip
+            lower[d] = ranked[0] if math.isnan(lower[d]) else lower[d]
+            upper[d] = ranked[1]
         break
     return max(
         lo + (r - k) * (up - lo) for lo, up, r, k in zip(lower, upper, rank, low, strict=True)
     )
+
+
+def _ranked_beyond(
+    voxels: np.ndarray,
+    d: int,
+    start: int,
+    before: int,
+    ranks: tuple[int, int],
+    surf: Surfaces,
+    scale: np.ndarray,
+    flat_steps: np.ndarray,
+    step_distances: np.ndarray,
+) -> tuple[float, float]:
+    """The distances at two ranks of a direction, from its voxels beyond a distance level.
+
+    Args:
+        voxels: flat indices of direction ``d``'s voxels beyond the level (sorted).
+        d: 0 for the prediction's voxels (measured to the reference), 1 the other way.
+        start: the first look-up offset that can hit them.
+        before: how many of the direction's voxels lie within the level (ranks below).
+        ranks: the two ranks (low, high) among all of the direction's distances; the high
+            one at least ``before``.
+        surf, scale, flat_steps, step_distances: as in :func:`_beyond_level`.
+
+    Returns:
+        The distances at the two ranks; at the low one, NaN if it lies within the level.
+    """
+    first, second = ranks[0] - before, ranks[1] - before  # ranks among the voxels beyond
+    found = _beyond_level(voxels, d, start, surf, scale, flat_steps, step_distances, second + 1)
+    ordered = np.partition(found, [max(first, 0), second])
+    return float(ordered[first]) if first >= 0 else math.nan, float(ordered[second])
 
 
 def _beyond_level(
@@ -293,8 +337,9 @@ def _beyond_level(
     """Exact distances of voxels with nothing of the other surface in the first offsets.
 
     Look-ups with the offsets from ``start`` on, then row scans and the KD-tree for those
-    beyond the box (as in the general path), unless the ``wanted`` smallest distances are
-    already settled: those beyond the box are farther than all of them (left at +inf).
+    beyond the box (as in the general path). Distances settle nearest first, so once the
+    ``wanted`` smallest are settled the rest are not measured (left at +inf: farther than
+    all of them).
 
     Args:
         voxels: flat indices of the voxels (sorted), of direction ``d``'s surface.
@@ -311,16 +356,18 @@ def _beyond_level(
     other_lookup, other_flat = (
         (surf.target_lookup, surf.target_flat) if d == 0 else (surf.pred_lookup, surf.pred_flat)
     )
+
+    def needed(pending: np.ndarray) -> np.ndarray:  # all until the wanted ones are settled
+        return np.full(pending.size, voxels.size - pending.size < wanted)
+
     distances = np.full(voxels.size, np.inf)
     pending = np.arange(voxels.size)
     if start < flat_steps.size:
         distances, pending = _look_up(
-            voxels, other_lookup, flat_steps[start:], step_distances[start:]
+            voxels, other_lookup, flat_steps[start:], step_distances[start:], needed
         )
-    if voxels.size - pending.size >= wanted:
-        return distances
     if pending.size:
-        pending = _measure(voxels, other_flat, distances, pending, surf.shape, scale, None)
+        pending = _measure(voxels, other_flat, distances, pending, surf.shape, scale, needed)
     if pending.size:
         distances[pending] = tree_distances(voxels[pending], other_flat, surf.shape, scale)
     return distances
@@ -450,6 +497,9 @@ def _measure(
     squared, left = scan(query_flat, pending, table, shape, offsets, needed)
     distances[pending] = np.sqrt(squared[pending]) * scale[-1]  # tables count row spacings
     distances[left] = np.inf
+    if left.size and left.size * other_flat.size <= _FEW_PAIRS:
+        distances[left] = few_distances(query_flat[left], other_flat, shape, scale)
+        return left[:0]
     return left
 
 
