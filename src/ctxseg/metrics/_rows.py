@@ -12,7 +12,9 @@ less. One row covers a whole line of voxels, so reaching a distance ``r`` costs 
 rows in 2-D and ``pi r^2`` in 3-D (per unit spacing), where looking up single voxels would cost
 ``pi r^2`` and ``4/3 pi r^3``. With thick slices (3 mm against 0.625 mm in-plane, say) a
 voxel 6 mm away, two slices off, settles after some 50 rows where single voxels would take
-some 700 look-ups. Beyond the rows scanned a KD-tree (``_nearest.py``) takes over.
+some 700 look-ups. The voxels of a slice whose neighbouring slices hold none of the other
+surface (a slice the other mask misses, at 10 mm slices say) skip the rows of those slices.
+Beyond the rows scanned a KD-tree (``_nearest.py``) takes over.
 """
 
 from __future__ import annotations

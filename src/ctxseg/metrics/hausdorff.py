@@ -31,8 +31,11 @@ A single pair (a volume) whose box is not stretched by stray voxels takes a shor
 (``_far.py``): look-up distances have few distinct values, so both surfaces are widened
 level by level as bit dilations and the voxels within each level counted; the value at a
 rank (the maximum, a percentile) is the first level whose count passes it, and only the
-last few hundred voxels, if any, are looked up. For the plain HD, voxels with nothing in the
-whole box hold the maximum when there are any, and alone go to rows and tree.
+last few hundred voxels, if any, are looked up. A walk still open after ``_BOX_TEST_LEVEL``
+levels first counts the voxels within the whole box: a rank beyond it (a missed slice) skips
+the remaining levels, and only the voxels beyond are measured, as far as the rank needs. For
+the plain HD, voxels with nothing in the whole box hold the maximum when there are any, and
+alone go to rows and tree (or, when they and the other surface are few, to all pairs).
 
 Look-ups and row scans both settle voxels nearest first and check after every round whether
 a percentile's rank falls among the settled distances, then stop (HD95 of a good prediction
