@@ -21,7 +21,7 @@ from scipy.spatial.distance import cdist
 from ctxseg.metrics import hausdorff_distance, hausdorff_distance_batch, mask_edges
 from ctxseg.metrics._farthest import box_gap, worth_pruning
 from ctxseg.metrics._nearest import few_distances, points
-from ctxseg.metrics._rows import row_offsets, row_table, scan
+from ctxseg.metrics._rows import row_offsets, row_table, scan, start_rows
 
 monai_metrics = pytest.importorskip("monai.metrics")
 
@@ -258,6 +258,15 @@ def test_row_scan_settles_exactly_and_leaves_only_voxels_beyond_its_reach(shape,
     assert np.all(np.sqrt(squared[left]) * scale[-1] >= expected[left] - 1e-9)  # upper bounds
 
 
+def nearest_only(total: int, count: int):
+    """A scan's ``needed`` for which only the ``count`` nearest of ``total`` voxels matter."""
+
+    def needed(pending: np.ndarray) -> np.ndarray:
+        return np.full(pending.size, total - pending.size < count)
+
+    return needed
+
+
 def test_row_scan_drops_what_the_result_no_longer_needs():
     rng = np.random.default_rng(5)
     shape, spacing = (1, 30, 40), (1.0, 1.0)
@@ -266,9 +275,7 @@ def test_row_scan_drops_what_the_result_no_longer_needs():
     offsets = row_offsets(spacing)
     table = row_table(other, shape, offsets)
 
-    def needed(pending: np.ndarray) -> np.ndarray:  # only the nearest 50 voxels matter
-        return np.full(pending.size, query.size - pending.size < 50)
-
+    needed = nearest_only(query.size, 50)
     squared, left = scan(query, np.arange(query.size), table, shape, offsets, needed)
     expected = nearest_distances(query, other, shape, np.asarray(spacing))
     exact = np.isfinite(squared)
@@ -479,7 +486,7 @@ def test_row_scan_skips_offsets_into_empty_slices_exactly(monkeypatch):
     query = np.sort(rng.choice(grid.size, 400, replace=False))
     offsets = row_offsets(spacing)
     table = row_table(other, shape, offsets)
-    start_row = scan_start_rows(query, shape, table)
+    start_row = start_rows(query, shape, table)
     groups = _slice_groups(table, start_row, np.arange(query.size), offsets[0])
     assert len(groups) > 2 and min(read.size for _, read in groups[1:]) < offsets[0].shape[0]
     squared, left = scan(query, np.arange(query.size), table, shape, offsets)
@@ -489,9 +496,7 @@ def test_row_scan_skips_offsets_into_empty_slices_exactly(monkeypatch):
     assert np.all(expected[left] >= math.sqrt(offsets[2]) * scale[-1] - 1e-9)
     assert np.all(np.diff(left) > 0)  # sorted, as the callers expect
 
-    def needed(pending: np.ndarray) -> np.ndarray:  # only the nearest 60 voxels matter
-        return np.full(pending.size, query.size - pending.size < 60)
-
+    needed = nearest_only(query.size, 60)
     squared, left = scan(query, np.arange(query.size), table, shape, offsets, needed)
     exact = np.isfinite(squared)
     np.testing.assert_allclose(
@@ -499,14 +504,6 @@ def test_row_scan_skips_offsets_into_empty_slices_exactly(monkeypatch):
     )  # fmt: skip
     assert 60 <= exact.sum() < query.size and left.size == 0
     assert expected[exact].max() <= expected[~exact].min()  # nearest first across groups
-
-
-def scan_start_rows(query: np.ndarray, shape: tuple[int, ...], table) -> np.ndarray:
-    """The padded start row of every query voxel, as :func:`scan` computes it."""
-    from ctxseg.metrics._rows import _padded_rows
-
-    rows = query // table.width
-    return _padded_rows(rows, shape, table.padded, np.asarray(table.margin))
 
 
 @pytest.mark.parametrize("box_test_level", [0, 10, 1 << 10])  # at once, usual, never

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RowTable", "row_offsets", "row_table", "scan"]
+__all__ = ["RowTable", "row_offsets", "row_table", "scan", "start_rows"]
 
 _ROW_STEPS = 192  # most row offsets scanned; beyond them a KD-tree costs less
 _CHUNK = 1 << 16  # most table reads a round (several row offsets a round)
@@ -247,7 +247,7 @@ def scan(
     column = np.zeros_like(query_flat)  # (Q,) row position, start row: set where pending
     column[pending] = query_flat[pending] - rows * table.width
     start_row = np.zeros_like(query_flat)
-    start_row[pending] = _padded_rows(rows, shape, table.padded, np.asarray(table.margin))
+    start_row[pending] = start_rows(query_flat[pending], shape, table)
     groups = _slice_groups(table, start_row, pending, offsets[0])  # [(members, offsets read)]
     squared = np.full(query_flat.size, np.inf)
     start, left = 0, pending.size
@@ -259,12 +259,11 @@ def scan(
         stop = min(steps.size, start + width, start + max(1, _CHUNK // left))
         bound = step_squared[stop] if stop < steps.size else reach
         for members, read in groups:
-            if read.size == steps.size:  # every offset: a slice of them
-                chosen: slice | np.ndarray = slice(start, stop)
-            else:
-                first, last = np.searchsorted(read, [start, stop])
-                chosen = read[first:last]  # (K',) offsets of this round
-            if members.size and (read.size == steps.size or chosen.size):
+            whole = read.size == steps.size  # every offset: a slice of them
+            chosen = (
+                slice(start, stop) if whole else read[slice(*np.searchsorted(read, [start, stop]))]
+            )
+            if members.size and (whole or chosen.size):  # (K',) offsets of this round
                 cells = table.starts[steps[chosen, None] + start_row[members]]  # (K', P)
                 cells += column[members]
                 candidates = table.squared[cells] + step_squared[chosen, None]  # (K', P) float64
@@ -280,6 +279,15 @@ def scan(
         start = stop
     unsettled = [members for members, _ in groups]
     return squared, unsettled[0] if len(unsettled) == 1 else np.sort(np.concatenate(unsettled))
+
+
+def start_rows(flat: np.ndarray, shape: tuple[int, ...], table: RowTable) -> np.ndarray:
+    """The row of each voxel in the table's padded row space, where its scan starts.
+
+    Shape:
+        flat: (P,) indices into the batch of ``shape``; returns (P,).
+    """
+    return _padded_rows(flat // table.width, shape, table.padded, np.asarray(table.margin))
 
 
 def _slice_groups(
