@@ -533,3 +533,28 @@ def test_thick_slices_with_missed_slices_equal_brute_force(monkeypatch, box_test
     steps = hausdorff._lookup_offsets(spacing)[1].shape[0]
     if box_test_level == 0:  # some ranks lay beyond the whole box and skipped the walk
         assert steps in calls
+
+
+def test_ranks_in_missed_slices_test_the_whole_box_before_the_walk(monkeypatch):
+    """A percentile whose rank lies among the voxels of slices the other mask misses (a slice
+    spacing away at least, beyond most distance levels) tests the whole box at once, not
+    after ``_BOX_TEST_LEVEL`` levels; a pair with the same slices walks as usual. Both exact."""
+    import ctxseg.metrics.hausdorff as hausdorff
+
+    chosen = []
+    level_of = hausdorff._box_test_level
+    monkeypatch.setattr(
+        hausdorff, "_box_test_level", lambda *a: chosen.append(level_of(*a)) or chosen[-1]
+    )  # fmt: skip
+    yy, xx = np.mgrid[:40, :44]
+    target = np.zeros((10, 40, 44), bool)
+    target[1:7] = (yy - 20) ** 2 + (xx - 22) ** 2 < 10**2
+    missed = target.copy()
+    missed[3:7] = False  # the prediction misses 4 of the 6 slices
+    shifted = np.roll(target, 1, axis=2)  # the same slices, one voxel off in-plane
+    spacing = (10.0, 1.5625, 1.5625)
+    for pred, level in ((missed, 0), (shifted, hausdorff._BOX_TEST_LEVEL)):
+        chosen.clear()
+        ours = hausdorff_distance(pred, target, spacing=spacing, percentile=95)
+        assert ours == pytest.approx(brute_force_hd(pred, target, spacing, 95), rel=1e-9)
+        assert chosen == [level]

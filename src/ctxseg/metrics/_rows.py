@@ -272,9 +272,13 @@ def scan(
         if needed is not None and any(members.size for members, _ in groups):
             pending = np.concatenate([members for members, _ in groups])
             keep = needed(pending)
-            squared[pending[~keep]] = np.inf  # above every settled distance; not measured
-            parts = np.split(keep, np.cumsum([members.size for members, _ in groups])[:-1])
-            groups = [(members[k], read) for (members, read), k in zip(groups, parts, strict=True)]
+            if not keep.all():  # (usually all are kept until the rank is settled)
+                squared[pending[~keep]] = np.inf  # above every settled distance; not measured
+                ends = np.cumsum([members.size for members, _ in groups]).tolist()
+                groups = [
+                    (members[keep[end - members.size : end]], read)
+                    for (members, read), end in zip(groups, ends, strict=True)
+                ]
         left = sum(members.size for members, _ in groups)
         start = stop
     unsettled = [members for members, _ in groups]

@@ -32,8 +32,9 @@ A single pair (a volume) whose box is not stretched by stray voxels takes a shor
 level by level as bit dilations and the voxels within each level counted; the value at a
 rank (the maximum, a percentile) is the first level whose count passes it, and only the
 last few hundred voxels, if any, are looked up. A walk still open after ``_BOX_TEST_LEVEL``
-levels first counts the voxels within the whole box: a rank beyond it (a missed slice) skips
-the remaining levels, and only the voxels beyond are measured, as far as the rank needs. For
+levels (at once when a rank lies among the voxels of slices the other mask misses) first
+counts the voxels within the whole box: a rank beyond it (a missed slice) skips the
+remaining levels, and only the voxels beyond are measured, as far as the rank needs. For
 the plain HD, voxels with nothing in the whole box hold the maximum when there are any, and
 alone go to rows and tree (or, when they and the other surface are few, to all pairs).
 
@@ -255,8 +256,9 @@ def _single_pair(
     lower, upper = [math.nan, math.nan], [math.nan, math.nan]  # the values at low and high
     levels = _level_plan(spacing)
     widening = Widening(dilations, levels)
+    test_level = _box_test_level(surf, levels, scale[0], low)
     for level, distance in enumerate(levels.distances.tolist()):
-        if level == _BOX_TEST_LEVEL:
+        if level == test_level:
             # Ranks beyond the whole box (a missed slice, say) skip the rest of the walk:
             # only the voxels beyond the box are measured, as far as the ranks need.
             near = dilations.within(*whole)  # (2 * P,) voxels with the other in the box
@@ -294,6 +296,28 @@ def _single_pair(
     return max(
         lo + (r - k) * (up - lo) for lo, up, r, k in zip(lower, upper, rank, low, strict=True)
     )
+
+
+def _box_test_level(surf: Surfaces, levels: Levels, step: float, low: np.ndarray) -> int:
+    """The distance level at which a percentile's walk first tests the whole box.
+
+    ``_BOX_TEST_LEVEL``, or 0 when a rank lies, for certain, among voxels at least a slice
+    spacing away whose level the walk would reach only after that one: the voxels of slices
+    where the other surface has none (a missed or an extra slice).
+
+    Shape:
+        low: (2,) the lower rank of each direction.
+    """
+    if levels.distances.size <= _BOX_TEST_LEVEL or levels.distances[_BOX_TEST_LEVEL] > step:
+        return _BOX_TEST_LEVEL
+    depth = surf.pred_bits.shape[1]
+    per_slice = popcount(surf.bits.reshape(2, depth, -1))  # (2, Z) voxels of each slice
+    totals = per_slice.sum(axis=1)
+    for d in range(2):
+        apart = int(per_slice[d][per_slice[1 - d] == 0].sum())  # a slice spacing away at least
+        if low[d] >= totals[d] - apart:
+            return 0
+    return _BOX_TEST_LEVEL
 
 
 def _ranked_beyond(
