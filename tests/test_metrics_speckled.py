@@ -558,3 +558,30 @@ def test_ranks_in_missed_slices_test_the_whole_box_before_the_walk(monkeypatch):
         ours = hausdorff_distance(pred, target, spacing=spacing, percentile=95)
         assert ours == pytest.approx(brute_force_hd(pred, target, spacing, 95), rel=1e-9)
         assert chosen == [level]
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_plain_hd_within_the_box_looks_up_only_voxels_beyond_the_sample_bound(monkeypatch, shift):
+    """The plain HD of a pair within the look-up box: a sample of voxels gives a lower bound,
+    and the voxels with the other surface no farther than it are not looked up. For
+    identical masks (bound 0) that is every voxel; shifted by a voxel, those on both."""
+    import ctxseg.metrics.hausdorff as hausdorff
+
+    looked_up = []
+    look_up = hausdorff._look_up
+    monkeypatch.setattr(
+        hausdorff, "_look_up", lambda query, *a: looked_up.append(query.size) or look_up(query, *a)
+    )  # fmt: skip
+    zz, yy, xx = np.mgrid[:12, :40, :44]
+    target = ((zz - 6) / 5.0) ** 2 + ((yy - 20) / 14.0) ** 2 + ((xx - 22) / 16.0) ** 2 < 1
+    pred = np.roll(target, shift, axis=2)
+    spacing = (3.0, 0.625, 0.625)
+    ours = hausdorff_distance(pred, target, spacing=spacing)
+    assert ours == pytest.approx(brute_force_hd(pred, target, spacing, None), abs=1e-12)
+    surface = int(mask_edges(target).sum())
+    samples = looked_up[:2]  # every 16th voxel of each surface
+    assert all(size <= -(-surface // 16) + 1 for size in samples)
+    if shift == 0:
+        assert ours == 0.0 and len(looked_up) == 2  # no voxel beyond a bound of 0
+    else:
+        assert ours == pytest.approx(0.625) and sum(looked_up[2:]) < surface // 4

@@ -411,8 +411,9 @@ def _farthest_within(
 
     The largest distance of a sample of voxels (every ``_SAMPLE_EVERY``-th, looked up) is a
     lower bound on the HD: the voxels with a voxel of the other surface in the ball of the
-    offsets shorter than it cannot be the farthest (found for all at once, ``_far.py``); the
-    few others are looked up with only the offsets beyond that ball.
+    offsets no longer than it cannot exceed it (found for all at once, ``_far.py``; with a
+    bound of 0, the voxels on both surfaces); the few others are looked up with only the
+    offsets beyond that ball.
 
     Args:
         surf: the surfaces of one pair.
@@ -426,8 +427,9 @@ def _farthest_within(
     for query_flat, other_lookup in zip((surf.pred_flat, surf.target_flat), lookups, strict=True):
         found, _ = _look_up(query_flat[::_SAMPLE_EVERY], other_lookup, flat_steps, step_distances)
         bound = max(bound, float(found.max()))
-    count = int(np.searchsorted(step_distances, bound, side="left"))  # all shorter than it
-    near = dilations.within(*_ball(spacing, count)) if count else np.zeros_like(surf.bits)
+    # voxels with the other within ``bound`` (the offsets up to it: a ball) cannot exceed it
+    count = int(np.searchsorted(step_distances, bound, side="right"))
+    near = dilations.within(*_ball(spacing, count))
     largest = bound
     for d, other_lookup in enumerate(lookups):
         beyond = _voxels_outside(surf, near, d)  # at least ``bound`` away
