@@ -33,7 +33,8 @@ volumes are also made from its real labels (class ``--label``, up to ``--cases``
 the reference is the case's mask; the clean prediction is it shifted by up to 2 voxels
 in-plane and 1 slice, then dilated or eroded by one voxel; the speckled one adds 40 stray
 voxels over the volume. Printed per kind: the ratios over the cases (smallest, median,
-largest) and the largest difference to the exact reference.
+largest) and the largest difference to the exact reference; then, as an evaluation of a
+test set runs, each tool over all the volumes of a kind in turn (:func:`bench_sets`).
 
     python benchmarks/bench_metrics.py [--quick] [--repeats N] [--only 2d|3d] [--seed S]
         [--prepared DIR [--label K] [--cases N]]
@@ -358,6 +359,43 @@ def bench_volumes(
             )
 
 
+def bench_sets(
+    pairs: list[tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]], repeats: int
+) -> None:
+    """Each tool over all the volumes of a kind in turn, as an evaluation of a test set runs.
+
+    Round after round, MONAI (one torch thread) over every volume, then ctxseg over every
+    volume; printed per kind: CPU ms a volume (medians) and the ratio MONAI / ctxseg (median
+    and smallest over the rounds of the same-round ratio).
+    """
+    torch.set_num_threads(1)
+    for percentile in (None, 95):
+        tag = "HD" if percentile is None else "HD95"
+        for kind in ("clean", "speckled"):
+            chosen = [(p, t, s) for name, p, t, s in pairs if name.endswith(kind)]
+            if not chosen:
+                continue
+            theirs, ours = [], []
+            for _ in range(repeats):
+                start = time.process_time()
+                for p, t, s in chosen:
+                    monai_hd(p[None], t[None], s, percentile)
+                middle = time.process_time()
+                for p, t, s in chosen:
+                    hausdorff_distance(p, t, spacing=s, percentile=percentile)
+                theirs.append(middle - start)
+                ours.append(time.process_time() - middle)
+            ratios = [m / o for m, o in zip(theirs, ours, strict=True)]
+            each = 1e3 / len(chosen)
+            print(
+                f"{tag:<5} {kind:<9} {len(chosen):2d} volumes in turn | ctxseg "
+                f"{statistics.median(ours) * each:5.2f} ms, MONAI 1 thread "
+                f"{statistics.median(theirs) * each:6.2f} ms a volume (CPU) | ratio "
+                f"{statistics.median(ratios):5.1f}x (smallest {min(ratios):5.1f}x)",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 10")
@@ -445,6 +483,12 @@ def main() -> None:
             "volume of the medians; smallest / median / largest over the volumes"
         )
         bench_volumes(pairs, repeats, default_threads)
+        print(
+            "the same volumes as a test set: each tool over all of a kind in turn, "
+            f"{repeats} rounds; CPU time"
+        )
+        bench_sets(pairs, repeats)
+        torch.set_num_threads(default_threads)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
