@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-all lint format bench clean
 
-# The nnunet extra lets the nnU-Net trainer tests run (about 40 s more on 2 cores). The torch
-# pin rides along so that pip keeps the pinned build rather than follow torchvision's pin.
+# The nnunet extra lets the nnU-Net trainer tests run (about 40 s more on 2 cores); the fast
+# extra (numba) compiles the far-voxel search of 3-D Hausdorff distances. The torch pin rides
+# along so that pip keeps the pinned build rather than follow torchvision's pin.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[test,nnunet]" "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[test,nnunet,fast]" "$(TORCH_PIN)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -34,3 +34,15 @@ def shared_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"real data not found at {root} (set CTXSEG_SHARED_DATA)")
     return root
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def distance_search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each Hausdorff test twice: far voxels searched in NumPy, and by the compiled search
+    (``ctxseg.metrics._compiled``; skipped, with the reason, where numba is not installed)."""
+    from ctxseg.metrics import _compiled
+
+    if request.param == "compiled" and _compiled.numba is None:
+        pytest.skip("numba not installed (pip install ctxseg[fast]): compiled search untested")
+    monkeypatch.setattr(_compiled, "AVAILABLE", request.param == "compiled")
+    return request.param

@@ -21,6 +21,7 @@ from ctxseg.metrics import (
 )
 
 monai_metrics = pytest.importorskip("monai.metrics")
+pytestmark = pytest.mark.usefixtures("distance_search")  # NumPy and compiled far-voxel search
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 
 

@@ -23,6 +23,8 @@ from ctxseg.metrics._farthest import box_gap, worth_pruning
 from ctxseg.metrics._nearest import few_distances, points
 from ctxseg.metrics._rows import row_offsets, row_table, scan, start_rows
 
+pytestmark = pytest.mark.usefixtures("distance_search")  # NumPy and compiled far-voxel search
+
 monai_metrics = pytest.importorskip("monai.metrics")
 
 

@@ -27,6 +27,11 @@ other surface then comes from the cheapest of three exact means, nearest first:
    own mask, for the voxels beyond the rows' reach (far false-positive specks) and, in 2-D,
    where its searches are cheap, for all the look-ups leave.
 
+Where numba is installed (``pip install ctxseg[fast]``; ``CTXSEG_NUMBA=0`` turns it off),
+steps 2 and 3 in volumes are one compiled row search instead (``_compiled.py``), and a
+volume whose box stray voxels stretch is searched by it from the start, up to the look-up
+box's reach first; the result is the same, exactly.
+
 A single pair (a volume) whose box is not stretched by stray voxels takes a shorter way
 (``_far.py``): look-up distances have few distinct values, so both surfaces are widened
 level by level as bit dilations and the voxels within each level counted; the value at a
@@ -56,6 +61,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ctxseg.metrics import _compiled as compiled
 from ctxseg.metrics._arrays import ArrayLike, check_pair, check_spacing, to_mask
 from ctxseg.metrics._far import Dilations, Levels, Widening, level_plan, popcount, row_spans
 from ctxseg.metrics._farthest import box_gap, candidates, farthest, worth_pruning
@@ -76,6 +82,7 @@ _FEW_LEFT = 256  # voxels beyond a distance level up to which look-ups beat wide
 # the distance level at which a percentile's walk, if still open, tests the whole box first
 _BOX_TEST_LEVEL = 10
 _SAMPLE_EVERY = 16  # the plain HD within the box: a lower bound from every 16th voxel
+_THICK = 3.0  # slice spacing over in-plane spacing from which a percentile's search is compiled
 # Most packed bytes of a surface's box per surface voxel for counting by distance levels:
 # whole-box work pays for a fair prediction (about 1.3 here), not for a few stray voxels
 # that stretch the box over the whole volume (about 28).
@@ -183,15 +190,27 @@ def _hausdorff_batch(
         gap = box_gap(surf.pred_bits, surf.target_bits, scale)  # a lower bound on the HD
         if worth_pruning(gap, scale):  # a far speck: most voxels cannot be the farthest
             queries = candidates(surf.pred_flat, surf.target_flat, surf.shape, scale)
+    # where numba is installed, a box stretched by stray voxels is searched compiled from the
+    # start for the plain HD, and for percentiles at thick slices: with near-cubic voxels the
+    # look-ups, which stop once a percentile's rank is settled, cost less (measured)
+    thick = len(surf.shape) == 4 and scale[0] >= _THICK * scale[1:].max()
     directions, needs = [], []
     for query_flat, other_lookup, other_flat in (
         (queries[0], surf.target_lookup, surf.target_flat),
         (queries[1], surf.pred_lookup, surf.pred_flat),
     ):
         needed = _needed(query_flat // block, both.size, percentile)
-        distances, pending = _look_up(
-            query_flat, other_lookup, flat_steps, offset_distances, needed
-        )
+        if compiled.AVAILABLE and len(surf.shape) == 4 and (needed is None or thick):
+            # nearest first as the look-ups: exact up to the box's reach, then as needed
+            reach = math.inf if needed is None else float(offset_distances[-1])
+            distances = compiled.nearest_distances(query_flat, other_flat, surf.shape, scale, reach)
+            pending = np.flatnonzero(distances == np.inf)
+            if needed is not None and pending.size:
+                pending = pending[needed(pending)]
+        else:
+            distances, pending = _look_up(
+                query_flat, other_lookup, flat_steps, offset_distances, needed
+            )
         if pending.size:
             pending = _measure(
                 query_flat, other_flat, distances, pending, surf.shape, scale, needed
@@ -515,6 +534,10 @@ def _measure(
         The indices of the voxels still unsettled: farther than a row scan reaches (all in
         2-D), needed.
     """
+    if compiled.AVAILABLE and len(shape) == 4:  # the row search compiled: exact for all
+        found = compiled.nearest_distances(query_flat[pending], other_flat, shape, scale)
+        distances[pending] = found
+        return pending[:0]
     offsets = row_offsets(tuple(scale.tolist()))
     if pending.size <= _FEW:
         reach = math.sqrt(offsets[2]) * scale[-1]  # as far as rows reach
