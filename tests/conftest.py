@@ -42,7 +42,7 @@ def distance_search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     (``ctxseg.metrics._compiled``; skipped, with the reason, where numba is not installed)."""
     from ctxseg.metrics import _compiled
 
-    if request.param == "compiled" and _compiled.numba is None:
+    if request.param == "compiled" and not _compiled.INSTALLED:
         pytest.skip("numba not installed (pip install ctxseg[fast]): compiled search untested")
     monkeypatch.setattr(_compiled, "AVAILABLE", request.param == "compiled")
     return request.param

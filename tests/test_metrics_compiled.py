@@ -21,7 +21,7 @@ from ctxseg.metrics import _compiled, hausdorff_distance
 from ctxseg.metrics._nearest import points
 
 needs_numba = pytest.mark.skipif(
-    _compiled.numba is None, reason="numba not installed (pip install ctxseg[fast])"
+    not _compiled.INSTALLED, reason="numba not installed (pip install ctxseg[fast])"
 )
 
 
@@ -125,3 +125,24 @@ def test_numba_can_be_switched_off_by_the_environment():
     env = {**os.environ, "CTXSEG_NUMBA": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_a_numba_that_cannot_be_imported_falls_back_to_numpy_with_a_warning(monkeypatch):
+    """numba installed but broken (a NumPy it does not support, say): one warning that names
+    the problem, and the NumPy path gives the same distance."""
+    yy, xx = np.mgrid[:30, :30]
+    target = np.zeros((8, 30, 30), bool)
+    target[1:7] = (yy - 15) ** 2 + (xx - 15) ** 2 < 8**2
+    pred = np.zeros_like(target)
+    pred[3:5] = target[3:5]
+    spacing = (10.0, 1.5, 1.5)
+    expected = hausdorff_distance(pred, target, spacing=spacing)
+    monkeypatch.setattr(_compiled, "AVAILABLE", True)
+    monkeypatch.setitem(sys.modules, "numba", None)  # ``import numba`` now fails
+    _compiled._search.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="numba is installed but cannot be imported"):
+            assert not _compiled.available()
+        assert hausdorff_distance(pred, target, spacing=spacing) == expected
+    finally:
+        _compiled._search.cache_clear()  # the next test imports the real numba again

@@ -11,27 +11,34 @@ without any voxel skipped, the nearest position in a row by binary search, and t
 stops once the next row's offset alone is no nearer than the best distance found, which makes
 the result exact.
 
-numba is optional (``pip install ctxseg[fast]``; the Makefile installs it): without it, or
-with ``CTXSEG_NUMBA=0`` in the environment, :data:`AVAILABLE` is false and the NumPy path
-runs. The first call compiles the loops (about a second; cached on disk where the package
-folder is writable).
+numba is optional (``pip install ctxseg[fast]``; the Makefile installs it): without it, with
+``CTXSEG_NUMBA=0`` in the environment, or (with a warning) where it is installed but cannot
+be imported, :func:`available` is false and the NumPy path runs, with the same results. numba
+is imported at the first search, which compiles the loop (about a second; cached on disk
+where the package folder is writable).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import os
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "nearest_distances"]
+__all__ = ["AVAILABLE", "INSTALLED", "available", "nearest_distances"]
 
-try:  # optional: the NumPy path runs without it
-    import numba
-except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
+# numba is imported on the first search only (its import takes about 0.3 s)
+INSTALLED = importlib.util.find_spec("numba") is not None
+AVAILABLE = INSTALLED and os.environ.get("CTXSEG_NUMBA", "1") != "0"  # may still fail to import
 
-AVAILABLE = numba is not None and os.environ.get("CTXSEG_NUMBA", "1") != "0"
+
+def available() -> bool:
+    """Whether the compiled search runs: numba installed, importable, and not switched off."""
+    return AVAILABLE and _search() is not None
 
 
 def nearest_distances(
@@ -61,7 +68,7 @@ def nearest_distances(
     np.cumsum(np.bincount(rows, minlength=slices * height), out=starts[1:])
     positions = other_flat - rows * width  # (M,) along the rows, sorted within each row
     query_rows = query_flat // width
-    squared = _search(
+    squared = _search()(
         query_rows // height, query_rows % height, query_flat - query_rows * width,
         starts, positions, depth, height, float(scale[0]), float(scale[1]), float(scale[2]),
         limit * limit,
@@ -84,9 +91,9 @@ def _search_loop(
 ) -> np.ndarray:
     """Squared distances (mm^2) of voxels (global slice n * Z + z, row, column) to the rows.
 
-    Compiled by numba (:data:`_search`); plain Python otherwise (used by nothing but kept
-    runnable). Slices are searched outwards within the voxel's own pair only; squared
-    distances beyond ``limit`` are not searched for (+inf).
+    Compiled by numba (:func:`_search`); the tests also run it as plain Python. Slices are
+    searched outwards within the voxel's own pair only; squared distances beyond ``limit``
+    are not searched for (+inf).
     """
     slices = starts.size // height  # N * Z
     # each slice's first and last row holding voxels (empty slices: first > last)
@@ -140,4 +147,18 @@ def _search_loop(
     return out
 
 
-_search = numba.njit(cache=True, nogil=True)(_search_loop) if numba is not None else _search_loop
+@functools.cache
+def _search() -> Callable[..., np.ndarray] | None:
+    """:func:`_search_loop` compiled by numba (on first use; cached on disk where it can be),
+    or None, with a warning, where numba is installed but cannot be imported."""
+    try:
+        import numba
+    except Exception as error:  # installed but broken (a NumPy it does not support, say)
+        warnings.warn(
+            f"numba is installed but cannot be imported ({error}); Hausdorff distances run in "
+            "NumPy instead (same results, slower on thick slices); CTXSEG_NUMBA=0 silences this",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+    return numba.njit(cache=True, nogil=True)(_search_loop)

@@ -200,7 +200,7 @@ def _hausdorff_batch(
         (queries[1], surf.pred_lookup, surf.pred_flat),
     ):
         needed = _needed(query_flat // block, both.size, percentile)
-        if compiled.AVAILABLE and len(surf.shape) == 4 and (needed is None or thick):
+        if compiled.available() and len(surf.shape) == 4 and (needed is None or thick):
             # nearest first as the look-ups: exact up to the box's reach, then as needed
             reach = math.inf if needed is None else float(offset_distances[-1])
             distances = compiled.nearest_distances(query_flat, other_flat, surf.shape, scale, reach)
@@ -534,7 +534,7 @@ def _measure(
         The indices of the voxels still unsettled: farther than a row scan reaches (all in
         2-D), needed.
     """
-    if compiled.AVAILABLE and len(shape) == 4:  # the row search compiled: exact for all
+    if compiled.available() and len(shape) == 4:  # the row search compiled: exact for all
         found = compiled.nearest_distances(query_flat[pending], other_flat, shape, scale)
         distances[pending] = found
         return pending[:0]
