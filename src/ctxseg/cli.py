@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -74,7 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"ctxseg {args.verb}: interrupted", file=sys.stderr)
-        return 130
+        result = 130
+    if result == 130 and argv is None:
+        # The process is ending on a handled Ctrl-C: a further interrupt while Python shuts
+        # down would end it by the signal (status -2, seen once in CI) instead of 130.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return int(result or 0)
 
 
