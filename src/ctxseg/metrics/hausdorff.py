@@ -193,21 +193,22 @@ def _hausdorff_batch(
     # where numba is installed, a box stretched by stray voxels is searched compiled from the
     # start for the plain HD, and for percentiles at thick slices: with near-cubic voxels the
     # look-ups, which stop once a percentile's rank is settled, cost less (measured)
-    thick = len(surf.shape) == 4 and scale[0] >= _THICK * scale[1:].max()
+    searched = compiled.available() and len(surf.shape) == 4
+    thick = searched and scale[0] >= _THICK * scale[1:].max()
     directions, needs = [], []
-    for query_flat, other_lookup, other_flat in (
-        (queries[0], surf.target_lookup, surf.target_flat),
-        (queries[1], surf.pred_lookup, surf.pred_flat),
+    for d, (query_flat, other_flat) in enumerate(
+        ((queries[0], surf.target_flat), (queries[1], surf.pred_flat))
     ):
         needed = _needed(query_flat // block, both.size, percentile)
-        if compiled.available() and len(surf.shape) == 4 and (needed is None or thick):
+        if searched and (needed is None or thick):
             # nearest first as the look-ups: exact up to the box's reach, then as needed
             reach = math.inf if needed is None else float(offset_distances[-1])
             distances = compiled.nearest_distances(query_flat, other_flat, surf.shape, scale, reach)
             pending = np.flatnonzero(distances == np.inf)
             if needed is not None and pending.size:
                 pending = pending[needed(pending)]
-        else:
+        else:  # (the unpacked look-up arrays only here: the compiled search needs none)
+            other_lookup = surf.target_lookup if d == 0 else surf.pred_lookup
             distances, pending = _look_up(
                 query_flat, other_lookup, flat_steps, offset_distances, needed
             )
@@ -532,7 +533,7 @@ def _measure(
 
     Returns:
         The indices of the voxels still unsettled: farther than a row scan reaches (all in
-        2-D), needed.
+        2-D), needed; none in volumes where the compiled search (``_compiled.py``) runs.
     """
     if compiled.available() and len(shape) == 4:  # the row search compiled: exact for all
         found = compiled.nearest_distances(query_flat[pending], other_flat, shape, scale)
