@@ -360,7 +360,9 @@ def bench_volumes(
 
 
 def bench_sets(
-    pairs: list[tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]], repeats: int
+    pairs: list[tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]],
+    repeats: int,
+    default_threads: int,
 ) -> None:
     """Each tool over all the volumes of a kind in turn, as an evaluation of a test set runs.
 
@@ -394,6 +396,7 @@ def bench_sets(
                 f"{statistics.median(ratios):5.1f}x (smallest {min(ratios):5.1f}x)",
                 flush=True,
             )
+    torch.set_num_threads(default_threads)
 
 
 def main() -> None:
@@ -490,8 +493,7 @@ def main() -> None:
             "the same volumes as a test set: each tool over all of a kind in turn, "
             f"{repeats} rounds; CPU time"
         )
-        bench_sets(pairs, repeats)
-        torch.set_num_threads(default_threads)
+        bench_sets(pairs, repeats, default_threads)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
