@@ -15,10 +15,9 @@ import sys
 import numpy as np
 import pytest
 from scipy import ndimage
-from scipy.spatial.distance import cdist
 
 from ctxseg.metrics import _compiled, hausdorff_distance
-from ctxseg.metrics._nearest import points
+from test_metrics_speckled import nearest_distances
 
 needs_numba = pytest.mark.skipif(
     not _compiled.INSTALLED, reason="numba not installed (pip install ctxseg[fast])"
@@ -44,19 +43,6 @@ def thick_batch(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple
     return np.unique(query), np.sort(np.concatenate(other)), shape
 
 
-def all_pairs(query: np.ndarray, other: np.ndarray, shape: tuple[int, ...], scale) -> np.ndarray:
-    """Each voxel's distance to the nearest of its own pair's other voxels, every pair compared."""
-    block = math.prod(shape[1:])
-    single = (1, *shape[1:])
-    out = np.empty(query.size)
-    for i, flat in enumerate(query):
-        mine = other[other // block == flat // block] % block
-        out[i] = cdist(
-            points(np.array([flat % block]), single, scale), points(mine, single, scale)
-        ).min()
-    return out
-
-
 @pytest.mark.parametrize("spacing", [(10.0, 1.5625, 1.5625), (3.0, 0.625, 0.7), (1.0, 1.0, 1.0)])
 def test_search_equals_all_pairs_in_python(spacing):
     """The search's own loop, run as plain Python: every pair's distances exact, searched
@@ -71,7 +57,8 @@ def test_search_equals_all_pairs_in_python(spacing):
         query_rows // shape[2], query_rows % shape[2], query - query_rows * shape[3], starts,
         other - rows * shape[3], shape[1], shape[2], *map(float, spacing), math.inf,
     )  # fmt: skip
-    np.testing.assert_allclose(np.sqrt(squared), all_pairs(query, other, shape, scale), rtol=1e-12)
+    expected = nearest_distances(query, other, shape, scale)
+    np.testing.assert_allclose(np.sqrt(squared), expected, rtol=1e-12)
 
 
 @needs_numba
@@ -81,7 +68,7 @@ def test_compiled_search_equals_all_pairs_and_keeps_to_its_limit(spacing):
     +inf one at least as far (so the settled ones come nearest first, as ``needed`` wants)."""
     query, other, shape = thick_batch(np.random.default_rng(7))
     scale = np.asarray(spacing)
-    expected = all_pairs(query, other, shape, scale)
+    expected = nearest_distances(query, other, shape, scale)
     found = _compiled.nearest_distances(query, other, shape, scale)
     np.testing.assert_allclose(found, expected, rtol=1e-12)
     limit = float(np.median(expected))
@@ -112,8 +99,8 @@ def test_hausdorff_of_missed_slices_searches_far_voxels_compiled(monkeypatch):
     surfaces = [np.flatnonzero(m & ~ndimage.binary_erosion(m)) for m in (pred, target)]
     shape = (1, *target.shape)
     expected = max(
-        all_pairs(surfaces[0], surfaces[1], shape, scale).max(),
-        all_pairs(surfaces[1], surfaces[0], shape, scale).max(),
+        nearest_distances(surfaces[0], surfaces[1], shape, scale).max(),
+        nearest_distances(surfaces[1], surfaces[0], shape, scale).max(),
     )
     assert hausdorff_distance(pred, target, spacing=spacing) == pytest.approx(expected, rel=1e-12)
     assert calls and sum(calls) > 100  # the target's missed slices, searched compiled
