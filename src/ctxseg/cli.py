@@ -76,10 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ctxseg {args.verb}: interrupted", file=sys.stderr)
         result = 130
-    if result == 130 and argv is None:
-        # The process is ending on a handled Ctrl-C: a further interrupt while Python shuts
-        # down would end it by the signal (status -2, seen once in CI) instead of 130.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if result == 130:
+        # CPython marks a KeyboardInterrupt raised inside exec() or eval() of source text (a
+        # namedtuple, dataclass or enum being built mid-import, as matplotlib's first import
+        # at the end of epoch 1) as unhandled even once caught here, and then ends
+        # `python -m ctxseg` by SIGINT (status -2) instead of 130. Evaluating any text
+        # clears that mark (CPython's run_eval_code_obj resets it first).
+        eval("0")
+        if argv is None:  # a second Ctrl-C while Python shuts down: no traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     return int(result or 0)
 
 
