@@ -430,11 +430,11 @@ def main() -> None:
     print(machine_line())
     from ctxseg.metrics import _compiled
 
-    search = "compiled (numba)" if _compiled.available() else "NumPy (no numba)"
+    search = "compiled (numba)" if _compiled.available() else "NumPy only (no numba)"
     print(
         f"numpy {np.__version__}, scipy {scipy.__version__}, monai {monai.__version__}; "
-        f"{repeats} interleaved rounds ({5 * repeats} for the volume); ctxseg's far-voxel "
-        f"search: {search}; {time.strftime('%Y-%m-%d %H:%M')}"
+        f"{repeats} interleaved rounds ({5 * repeats} for the volume); ctxseg's slices, thick "
+        f"slices and far voxels: {search}; {time.strftime('%Y-%m-%d %H:%M')}"
     )
     print(
         "ms, median wall (CPU) per call; ratio MONAI / ctxseg by wall (CPU), median over the"

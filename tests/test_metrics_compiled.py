@@ -1,8 +1,10 @@
-"""The compiled far-voxel search (``ctxseg.metrics._compiled``) against all-pairs distances.
+"""The compiled kernels (``ctxseg.metrics._kernels``, via ``_compiled``) against all pairs.
 
-Its Python source runs uncompiled here too, so the search itself is checked where numba is
-not installed; the compiled kernel, the limit and the Hausdorff path that uses it are
-checked where it is (skipped, with the reason, elsewhere).
+Where numba is installed: the whole-pair Hausdorff kernels against the all-pairs reference on
+slices and volumes (strays, empty pairs, masks on the array's edges, ties), the far-voxel
+search and its limit, which inputs take which path, and the fallbacks (``CTXSEG_NUMBA=0``,
+a numba that cannot be imported). The same kernels also run as plain Python
+(``NUMBA_DISABLE_JIT=1``), where NumPy checks every index numba would not.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import sys
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from ctxseg.metrics import _compiled, hausdorff_distance
-from test_metrics_speckled import nearest_distances
+from test_metrics_speckled import brute_force_hd, nearest_distances, thick_slice_pair
 
 needs_numba = pytest.mark.skipif(
     not _compiled.INSTALLED, reason="numba not installed (pip install ctxseg[fast])"
@@ -43,24 +44,6 @@ def thick_batch(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple
     return np.unique(query), np.sort(np.concatenate(other)), shape
 
 
-@pytest.mark.parametrize("spacing", [(10.0, 1.5625, 1.5625), (3.0, 0.625, 0.7), (1.0, 1.0, 1.0)])
-def test_search_equals_all_pairs_in_python(spacing):
-    """The search's own loop, run as plain Python: every pair's distances exact, searched
-    within the pair only (a nearer voxel of the next pair's other surface is ignored)."""
-    query, other, shape = thick_batch(np.random.default_rng(5))
-    scale = np.asarray(spacing)
-    rows = other // shape[3]
-    starts = np.zeros(shape[0] * shape[1] * shape[2] + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=starts.size - 1), out=starts[1:])
-    query_rows = query // shape[3]
-    squared = _compiled._search_loop(
-        query_rows // shape[2], query_rows % shape[2], query - query_rows * shape[3], starts,
-        other - rows * shape[3], shape[1], shape[2], *map(float, spacing), math.inf,
-    )  # fmt: skip
-    expected = nearest_distances(query, other, shape, scale)
-    np.testing.assert_allclose(np.sqrt(squared), expected, rtol=1e-12)
-
-
 @needs_numba
 @pytest.mark.parametrize("spacing", [(10.0, 1.5625, 1.5625), (3.0, 0.625, 0.7), (1.0, 1.0, 1.0)])
 def test_compiled_search_equals_all_pairs_and_keeps_to_its_limit(spacing):
@@ -79,31 +62,156 @@ def test_compiled_search_equals_all_pairs_and_keeps_to_its_limit(spacing):
     assert 0 < settled.sum() < query.size
 
 
+def random_pairs(rng: np.random.Generator, shape: tuple[int, ...], count: int) -> tuple:
+    """Blobs, shifted and grown or shrunk, some with stray voxels, some empty; the blobs of
+    every other pair reach the array's edges.
+
+    Shape:
+        returns pred, target: (count, *shape) bool.
+    """
+    grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    pred, target = np.zeros((2, count, *shape), bool)
+    for i in range(count):
+        size = np.asarray(shape, float)
+        centre = size * rng.uniform(0.0 if i % 2 else 0.3, 1.0 if i % 2 else 0.7, len(shape))
+        radii = np.maximum(size * rng.uniform(0.15, 0.4, len(shape)), 1.0)
+        target[i] = sum(
+            ((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii, strict=True)
+        ) < 1  # fmt: skip
+        moved = centre + rng.normal(0, 1.5, len(shape))
+        pred[i] = sum(((g - c) / (r * rng.uniform(0.7, 1.3))) ** 2
+                      for g, c, r in zip(grids, moved, radii, strict=True)) < 1  # fmt: skip
+        if i % 3 == 1:
+            pred[i][tuple(rng.integers(0, s, 6) for s in shape)] = True
+    pred[-1] = False  # one pair with an empty prediction
+    if count > 2:
+        pred[-2] = target[-2] = False  # and one with both empty
+    return pred, target
+
+
+def all_pairs_hd(pred: np.ndarray, target: np.ndarray, spacing, percentile) -> list[float]:
+    """The all-pairs reference of each pair of a batch."""
+    return [brute_force_hd(p, t, spacing, percentile) for p, t in zip(pred, target, strict=True)]
+
+
+CASES = [  # (shape of a pair, spacing): slices, thick slices, near-isotropic, odd in-plane
+    ((24, 31), (1.0, 1.0)),
+    ((2, 1), (0.8, 1.1)),  # narrower than an erosion: every voxel is on the surface
+    ((9, 20, 23), (10.0, 1.5625, 1.5625)),
+    ((12, 17, 15), (1.0, 1.0, 1.0)),
+    ((7, 13, 19), (0.7, 2.0, 1.3)),
+]
+
+
 @needs_numba
-def test_hausdorff_of_missed_slices_searches_far_voxels_compiled(monkeypatch):
-    """With numba, a volume pair whose prediction misses slices (far voxels 20-30 mm off at
-    10 mm slices) measures them by the compiled search; the result equals all pairs."""
+@pytest.mark.parametrize(("shape", "spacing"), CASES)
+def test_compiled_pairs_equal_all_pairs(shape, spacing):
+    """The whole-pair kernels: plain HD and percentiles low to high (ranks among tied
+    distances, the sample's first floor kept or too high) equal the all-pairs reference."""
+    pred, target = random_pairs(np.random.default_rng(len(shape) + shape[0]), shape, 12)
+    for percentile in (None, 5, 50, 90, 95, 100):
+        found = _compiled.hausdorff_pairs(pred, target, np.asarray(spacing), percentile)
+        expected = all_pairs_hd(pred, target, spacing, percentile)
+        np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+@needs_numba
+def test_thick_slices_with_missed_slices_equal_all_pairs_compiled():
+    """ACDC-like pairs (missed and extra slices at 10 mm, stray voxels), through the public
+    function: measured whole by the compiled kernels, equal to all pairs."""
+    rng = np.random.default_rng(3)
+    spacing = (10.0, 1.5625, 1.5625)
+    for case in range(8):
+        pred, target = thick_slice_pair(rng, strays=[0, 6][case % 2])
+        for percentile in (None, 95, 50):
+            expected = brute_force_hd(pred, target, spacing, percentile)
+            found = hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)
+            assert found == pytest.approx(expected, rel=1e-12), (case, percentile)
+
+
+@needs_numba
+def test_a_percentile_whose_first_floor_is_too_high_is_measured_again_exactly():
+    """A directed percentile whose sampled voxels (every 16th) are all far: the sample puts
+    the first floor above the rank's value, too few voxels lie beyond it, and the pass runs
+    again without it. Equal to the percentile of the exact distances either way."""
+    from ctxseg.metrics import _kernels
+
+    n = 160
+    xs = np.where(np.arange(n) % 16 == 0, 100, np.arange(n) % 7 + 1)  # 10 far, 150 near
+    query = (np.zeros(n, np.int64), np.zeros(n, np.int64), xs.astype(np.int64))
+    starts = np.array([0, 1], np.int64)  # one row (slice 0, row 0) holding column 0
+    other = (starts, np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    ring = _compiled._ring(1, 1, 1.0, 1.0)
+    distances = xs * 0.5
+    for percentile in (90.0, 95.0, 99.0, 50.0):  # 90: 16 voxels beyond the first floor needed
+        found = _kernels.directed(query, other, 1, 1, (1.0, 0.5, 0.5), ring, percentile, -1.0)
+        assert found == pytest.approx(np.percentile(distances, percentile), rel=1e-12)
+    assert _kernels.directed(query, other, 1, 1, (1.0, 0.5, 0.5), ring, -1.0, -1.0) == 50.0
+
+
+@needs_numba
+def test_slices_and_thick_volumes_are_measured_whole_compiled_near_isotropic_ones_not(monkeypatch):
+    """With numba: 2-D masks and volumes of slices at least 3x the in-plane spacing go to the
+    whole-pair kernels; a near-isotropic volume takes the NumPy path, whose far voxels (a far
+    speck) still go to the compiled search. Without numba, neither runs."""
     monkeypatch.setattr(_compiled, "AVAILABLE", True)
     calls = []
-    search = _compiled.nearest_distances
+    pairs, search = _compiled.hausdorff_pairs, _compiled.nearest_distances
     monkeypatch.setattr(
-        _compiled, "nearest_distances", lambda q, *a: calls.append(q.size) or search(q, *a)
+        _compiled, "hausdorff_pairs", lambda *a: calls.append("pairs") or pairs(*a)
     )  # fmt: skip
-    yy, xx = np.mgrid[:40, :44]
-    target = np.zeros((10, 40, 44), bool)
-    target[1:8] = (yy - 20) ** 2 + (xx - 22) ** 2 < 11**2
-    pred = np.zeros_like(target)
-    pred[4:7] = (yy - 21) ** 2 + (xx - 20) ** 2 < 9**2
-    spacing = (10.0, 1.5625, 1.5625)
-    scale = np.asarray(spacing)
-    surfaces = [np.flatnonzero(m & ~ndimage.binary_erosion(m)) for m in (pred, target)]
-    shape = (1, *target.shape)
-    expected = max(
-        nearest_distances(surfaces[0], surfaces[1], shape, scale).max(),
-        nearest_distances(surfaces[1], surfaces[0], shape, scale).max(),
+    monkeypatch.setattr(
+        _compiled, "nearest_distances", lambda *a: calls.append("search") or search(*a)
+    )  # fmt: skip
+    pred, target = thick_slice_pair(np.random.default_rng(0), strays=0)
+    hausdorff_distance(pred[4], target[4], spacing=(1.5, 1.5))
+    hausdorff_distance(pred, target, spacing=(10.0, 1.5625, 1.5625), percentile=95)
+    assert calls == ["pairs", "pairs"]
+    calls.clear()
+    far = target.copy()
+    far[0, 0, 0] = True  # a far speck: the plain HD's candidate searched compiled
+    hausdorff_distance(far, target, spacing=(1.0, 1.0, 1.0))
+    assert calls == ["search"]
+    calls.clear()
+    monkeypatch.setattr(_compiled, "AVAILABLE", False)
+    expected = brute_force_hd(far, target, (10.0, 1.5625, 1.5625), None)
+    assert hausdorff_distance(far, target, spacing=(10.0, 1.5625, 1.5625)) == pytest.approx(
+        expected, rel=1e-12
     )
-    assert hausdorff_distance(pred, target, spacing=spacing) == pytest.approx(expected, rel=1e-12)
-    assert calls and sum(calls) > 100  # the target's missed slices, searched compiled
+    assert calls == []
+
+
+def test_kernels_run_as_plain_python_equal_all_pairs():
+    """``NUMBA_DISABLE_JIT=1``: the kernels run as the Python they are written in, where
+    NumPy checks every index (numba does not), on a few pairs of each kind of case."""
+    pytest.importorskip("numba", reason="numba not installed (pip install ctxseg[fast])")
+    script = """
+import sys
+import numpy as np
+sys.path[:0] = [sys.argv[1]]
+from ctxseg.metrics import _compiled
+from test_metrics_compiled import CASES, all_pairs_hd, random_pairs, thick_batch
+from test_metrics_speckled import nearest_distances
+assert _compiled.available()
+for shape, spacing in CASES:
+    pred, target = random_pairs(np.random.default_rng(1), shape, 4)
+    for percentile in (None, 95, 50):
+        found = _compiled.hausdorff_pairs(pred, target, np.asarray(spacing), percentile)
+        expected = all_pairs_hd(pred, target, spacing, percentile)
+        np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+query, other, shape = thick_batch(np.random.default_rng(2))
+scale = np.asarray((10.0, 1.5625, 1.5625))
+expected = nearest_distances(query, other, shape, scale)
+np.testing.assert_allclose(_compiled.nearest_distances(query, other, shape, scale), expected)
+print("ok")
+"""
+    tests = os.path.dirname(__file__)
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, tests], env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
 def test_numba_can_be_switched_off_by_the_environment():
@@ -126,10 +234,11 @@ def test_a_numba_that_cannot_be_imported_falls_back_to_numpy_with_a_warning(monk
     expected = hausdorff_distance(pred, target, spacing=spacing)
     monkeypatch.setattr(_compiled, "AVAILABLE", True)
     monkeypatch.setitem(sys.modules, "numba", None)  # ``import numba`` now fails
-    _compiled._search.cache_clear()
+    monkeypatch.delitem(sys.modules, "ctxseg.metrics._kernels", raising=False)
+    _compiled._kernels.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="numba is installed but cannot be imported"):
             assert not _compiled.available()
         assert hausdorff_distance(pred, target, spacing=spacing) == expected
     finally:
-        _compiled._search.cache_clear()  # the next test imports the real numba again
+        _compiled._kernels.cache_clear()  # the next test imports the real kernels again

@@ -1,21 +1,22 @@
-"""Exact distances of far voxels by a compiled row search, where numba is installed (optional).
+"""The compiled Hausdorff paths, where numba is installed (optional): whole pairs, far voxels.
 
-The voxels that the array look-ups of :mod:`ctxseg.metrics.hausdorff` leave (nothing of the
-other surface within a few millimetres) are few but far: with 10 mm slices, whole slices of
-a missed or extra end slice, 10-40 mm from the other surface. In NumPy their exact distances
-take a row table, rounds of row scans and all pairs (``_rows.py``, ``_nearest.py``), whose
-fixed costs and per-call overheads outweigh the work on volumes of ACDC's size. Compiled, the
-same row search is a loop per voxel: the other surface stored as rows (sorted positions along
-the last axis), rows visited by slice offset and then row offset, nearest first, slices
-without any voxel skipped, the nearest position in a row by binary search, and the search
-stops once the next row's offset alone is no nearer than the best distance found, which makes
-the result exact.
+Two entry points to the loops of ``_kernels.py``:
+
+- :func:`hausdorff_pairs` measures whole pairs compiled: both surfaces extracted by rows, and
+  each directed distance from its largest values only. Every 16th voxel is measured first;
+  its largest value (the maximum) or a value a little below the percentile (a percentile) is
+  a floor, and every other voxel's search stops at the first row that puts it at or below
+  the floor. :mod:`ctxseg.metrics.hausdorff` sends slices and volumes of thick slices
+  here: per-call NumPy overheads and whole-box passes, not the arithmetic, are most of the
+  NumPy path's time on masks of ACDC's size or a batch of 2-D slices.
+- :func:`nearest_distances` measures the far voxels the NumPy path's look-ups leave in
+  near-isotropic volumes (the row search alone), exactly, within a limit.
 
 numba is optional (``pip install ctxseg[fast]``; the Makefile installs it): without it, with
 ``CTXSEG_NUMBA=0`` in the environment, or (with a warning) where it is installed but cannot
 be imported, :func:`available` is false and the NumPy path runs, with the same results. numba
-is imported at the first search, which compiles the loop (about a second; cached on disk
-where the package folder is writable).
+is imported at the first compiled call; compiling the loops takes some 20 s once, cached on
+disk where the package folder is writable.
 """
 
 from __future__ import annotations
@@ -25,20 +26,20 @@ import importlib.util
 import math
 import os
 import warnings
-from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "INSTALLED", "available", "nearest_distances"]
+__all__ = ["AVAILABLE", "INSTALLED", "available", "hausdorff_pairs", "nearest_distances"]
 
-# numba is imported on the first search only (its import takes about 0.3 s)
+# numba is imported at the first compiled call only (its import takes about 0.3 s)
 INSTALLED = importlib.util.find_spec("numba") is not None
 AVAILABLE = INSTALLED and os.environ.get("CTXSEG_NUMBA", "1") != "0"  # may still fail to import
 
 
 def available() -> bool:
-    """Whether the compiled search runs: numba installed, importable, and not switched off."""
-    return AVAILABLE and _search() is not None
+    """Whether the compiled paths run: numba installed, importable, and not switched off."""
+    return AVAILABLE and _kernels() is not None
 
 
 def nearest_distances(
@@ -68,97 +69,87 @@ def nearest_distances(
     np.cumsum(np.bincount(rows, minlength=slices * height), out=starts[1:])
     positions = other_flat - rows * width  # (M,) along the rows, sorted within each row
     query_rows = query_flat // width
-    squared = _search()(
+    squared = _kernels().search_many(
         query_rows // height, query_rows % height, query_flat - query_rows * width,
-        starts, positions, depth, height, float(scale[0]), float(scale[1]), float(scale[2]),
-        limit * limit,
+        starts, positions, depth, height, _as_scale(scale), _NO_RING, limit * limit,
     )  # fmt: skip
     return np.sqrt(squared)
 
 
-def _search_loop(
-    slice_of: np.ndarray,
-    row_of: np.ndarray,
-    column_of: np.ndarray,
-    starts: np.ndarray,
-    positions: np.ndarray,
-    depth: int,
-    height: int,
-    s0: float,
-    s1: float,
-    s2: float,
-    limit: float,
+def hausdorff_pairs(
+    pred: np.ndarray, target: np.ndarray, scale: np.ndarray, percentile: float | None
 ) -> np.ndarray:
-    """Squared distances (mm^2) of voxels (global slice n * Z + z, row, column) to the rows.
+    """Hausdorff distance or percentile HD of each pair of 2-D or 3-D masks, compiled whole.
 
-    Compiled by numba (:func:`_search`); the tests also run it as plain Python. Slices are
-    searched outwards within the voxel's own pair only; squared distances beyond ``limit``
-    are not searched for (+inf).
+    Surfaces by rows, each directed distance from its largest values only (a sample first,
+    then every voxel stopped as soon as it cannot matter): see ``_kernels.py``. Same results
+    as the NumPy path of :func:`ctxseg.metrics.hausdorff_distance_batch`.
+
+    Args:
+        pred, target: boolean masks.
+        scale: the spacing of the spatial axes.
+        percentile: in (0, 100], or None for the maximum.
+
+    Shape:
+        pred, target: (N, Y, X) or (N, Z, Y, X) bool; returns (N,) float64.
     """
-    slices = starts.size // height  # N * Z
-    # each slice's first and last row holding voxels (empty slices: first > last)
-    first = np.full(slices, height, np.int64)
-    last = np.full(slices, -1, np.int64)
-    for s in range(slices):
-        for y in range(height):
-            if starts[s * height + y + 1] > starts[s * height + y]:
-                if first[s] == height:
-                    first[s] = y
-                last[s] = y
-    out = np.empty(slice_of.size)
-    for i in range(slice_of.size):
-        z, y, x = slice_of[i], row_of[i], column_of[i]
-        low = z - z % depth  # the pair's first slice
-        best = math.inf
-        cut = limit  # nothing at or beyond it can count: the best found, or the limit
-        for k in range(2 * depth + 1):  # slice offsets 0, -1, 1, -2, 2, ...
-            dz = (k + 1) // 2 if k % 2 else -(k // 2)
-            across = (dz * s0) ** 2
-            if across >= cut:
-                break
-            zz = z + dz
-            if zz < low or zz >= low + depth or first[zz] > last[zz]:
-                continue
-            reach = max(y - first[zz], last[zz] - y)
-            for j in range(2 * reach + 1):  # row offsets 0, -1, 1, -2, 2, ...
-                dy = (j + 1) // 2 if j % 2 else -(j // 2)
-                offset = across + (dy * s1) ** 2
-                if offset >= cut:
-                    break
-                yy = y + dy
-                if yy < first[zz] or yy > last[zz]:
-                    continue
-                a, b = starts[zz * height + yy], starts[zz * height + yy + 1]
-                if a == b:
-                    continue
-                lo, hi = a, b  # the first position >= x
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if positions[mid] < x:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                dx = positions[lo] - x if lo < b else 1 << 30
-                if lo > a and x - positions[lo - 1] < dx:
-                    dx = x - positions[lo - 1]
-                best = min(best, offset + (dx * s2) ** 2)
-                cut = min(cut, best)
-        out[i] = best if best <= limit else math.inf
-    return out
+    planar = pred.ndim == 3
+    if planar:  # (N, 1, Y, X): one slice each, no neighbours across slices
+        pred, target, scale = pred[:, None], target[:, None], np.concatenate([[1.0], scale])
+    pred = np.ascontiguousarray(pred).view(np.uint8)
+    target = np.ascontiguousarray(target).view(np.uint8)
+    spacing = _as_scale(scale)
+    ring = _ring(pred.shape[1], pred.shape[2], spacing[0], spacing[1])
+    q = -1.0 if percentile is None else float(percentile)
+    return _kernels().hausdorff_pairs(pred, target, spacing, q, planar, ring)
+
+
+def _as_scale(scale: np.ndarray) -> tuple[float, float, float]:
+    return float(scale[0]), float(scale[1]), float(scale[2])
+
+
+_NO_RING = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), -1.0)
+_RING_SIZE = 256  # (slice, row) offsets a voxel's search visits nearest first
+
+
+@functools.lru_cache(maxsize=64)
+def _ring(
+    depth: int, height: int, s0: float, s1: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The ``_RING_SIZE`` nearest (slice, row) offsets, sorted by distance; cached.
+
+    Returns:
+        ``(dz, dy, squared, reach)``: every offset whose squared distance is below ``reach``
+        is in the ring, none at or beyond it; read-only arrays.
+    """
+    dz = np.arange(-min(depth - 1, 32), min(depth - 1, 32) + 1)
+    dy = np.arange(-min(height - 1, 128), min(height - 1, 128) + 1)
+    grid_z, grid_y = (g.ravel() for g in np.meshgrid(dz, dy, indexing="ij"))
+    squared = (grid_z * s0) ** 2 + (grid_y * s1) ** 2
+    order = np.argsort(squared, kind="stable")
+    grid_z, grid_y, squared = grid_z[order], grid_y[order], squared[order]
+    reach = min(((dz[-1] + 1) * s0) ** 2, ((dy[-1] + 1) * s1) ** 2)  # beyond the grid
+    if squared.size > _RING_SIZE:
+        reach = min(reach, float(squared[_RING_SIZE]))
+    kept = squared < reach
+    ring = (grid_z[kept].astype(np.int64), grid_y[kept].astype(np.int64), squared[kept])
+    for array in ring:
+        array.flags.writeable = False
+    return (*ring, float(reach))
 
 
 @functools.cache
-def _search() -> Callable[..., np.ndarray] | None:
-    """:func:`_search_loop` compiled by numba (on first use; cached on disk where it can be),
-    or None, with a warning, where numba is installed but cannot be imported."""
-    try:
-        import numba
+def _kernels() -> ModuleType | None:
+    """The compiled loops (``_kernels.py``, compiled on first call; cached on disk where it
+    can be), or None, with a warning, where numba is installed but cannot be imported."""
+    try:  # (by its name: the package attribute would outlive a test's removal of the module)
+        kernels = importlib.import_module("ctxseg.metrics._kernels")
     except Exception as error:  # installed but broken (a NumPy it does not support, say)
         warnings.warn(
             f"numba is installed but cannot be imported ({error}); Hausdorff distances run in "
-            "NumPy instead (same results, slower on thick slices); CTXSEG_NUMBA=0 silences this",
+            "NumPy instead (same results, slower); CTXSEG_NUMBA=0 silences this",
             RuntimeWarning,
             stacklevel=4,
         )
         return None
-    return numba.njit(cache=True, nogil=True)(_search_loop)
+    return kernels
