@@ -122,13 +122,17 @@ def _ring(
         ``(dz, dy, squared, reach)``: every offset whose squared distance is below ``reach``
         is in the ring, none at or beyond it; read-only arrays.
     """
-    dz = np.arange(-min(depth - 1, 32), min(depth - 1, 32) + 1)
-    dy = np.arange(-min(height - 1, 128), min(height - 1, 128) + 1)
+    slices, rows = min(depth - 1, 32), min(height - 1, 128)
+    dz, dy = np.arange(-slices, slices + 1), np.arange(-rows, rows + 1)
     grid_z, grid_y = (g.ravel() for g in np.meshgrid(dz, dy, indexing="ij"))
     squared = (grid_z * s0) ** 2 + (grid_y * s1) ** 2
     order = np.argsort(squared, kind="stable")
     grid_z, grid_y, squared = grid_z[order], grid_y[order], squared[order]
-    reach = min(((dz[-1] + 1) * s0) ** 2, ((dy[-1] + 1) * s1) ** 2)  # beyond the grid
+    reach = math.inf  # offsets beyond the grid, where it does not span every slice or row
+    if slices < depth - 1:
+        reach = ((slices + 1) * s0) ** 2
+    if rows < height - 1:
+        reach = min(reach, ((rows + 1) * s1) ** 2)
     if squared.size > _RING_SIZE:
         reach = min(reach, float(squared[_RING_SIZE]))
     kept = squared < reach
