@@ -38,8 +38,9 @@ def shared_data() -> Path:
 
 @pytest.fixture(params=["numpy", "compiled"])
 def distance_search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each Hausdorff test twice: far voxels searched in NumPy, and by the compiled search
-    (``ctxseg.metrics._compiled``; skipped, with the reason, where numba is not installed)."""
+    """Each Hausdorff test twice: the NumPy path only, and with the compiled paths
+    (``ctxseg.metrics._compiled``: slices and thick-slice volumes measured whole, far voxels
+    of near-isotropic volumes searched; skipped, with the reason, without numba)."""
     from ctxseg.metrics import _compiled
 
     if request.param == "compiled" and not _compiled.INSTALLED:
