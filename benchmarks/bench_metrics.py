@@ -35,6 +35,8 @@ in-plane and 1 slice, then dilated or eroded by one voxel; the speckled one adds
 voxels over the volume. Printed per kind: the ratios over the cases (smallest, median,
 largest) and the largest difference to the exact reference; then, as an evaluation of a
 test set runs, each tool over all the volumes of a kind in turn (:func:`bench_sets`).
+Where numba is installed, last: ctxseg's compiled paths against its NumPy path alone,
+paired on the same masks (:func:`bench_paths`).
 
     python benchmarks/bench_metrics.py [--quick] [--repeats N] [--only 2d|3d] [--seed S]
         [--prepared DIR [--label K] [--cases N]]
@@ -399,6 +401,51 @@ def bench_sets(
     torch.set_num_threads(default_threads)
 
 
+def bench_paths(
+    cases: list[tuple[str, np.ndarray, np.ndarray, tuple[float, ...] | None]], repeats: int
+) -> None:
+    """ctxseg's compiled paths against its NumPy path alone, paired on the same masks.
+
+    ``CTXSEG_NUMBA`` toggled in-process (``_compiled.AVAILABLE``), the two interleaved round
+    by round; printed per group and percentile: the ratio NumPy / compiled of the median CPU
+    times, smallest / median / largest over the group's cases. Both must give the same
+    number (checked).
+
+    Args:
+        cases: ``(group, pred, target, spacing)``; pred and target are one pair, or a batch
+            when 3-D with ``spacing`` None (2-D slices).
+    """
+    from ctxseg.metrics import _compiled
+
+    def run(pred: np.ndarray, target: np.ndarray, spacing, percentile) -> np.ndarray:
+        if spacing is None:
+            return hausdorff_distance_batch(pred, target, percentile=percentile)
+        return np.array([hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)])
+
+    for percentile in (None, 95):
+        groups: dict[str, list[float]] = {}
+        for group, pred, target, spacing in cases:
+            times: dict[bool, list[float]] = {False: [], True: []}
+            results = {}
+            for _ in range(repeats):
+                for compiled in (False, True):
+                    _compiled.AVAILABLE = compiled
+                    start = time.process_time()
+                    results[compiled] = run(pred, target, spacing, percentile)
+                    times[compiled].append(time.process_time() - start)
+            _compiled.AVAILABLE = True
+            np.testing.assert_allclose(results[True], results[False], rtol=1e-12, equal_nan=True)
+            ratio = statistics.median(times[False]) / statistics.median(times[True])
+            groups.setdefault(group, []).append(ratio)
+        tag = "HD" if percentile is None else "HD95"
+        for group, ratios in groups.items():
+            print(
+                f"{tag:<5} {group:<34} {len(ratios):2d} | NumPy / compiled, CPU: "
+                f"{min(ratios):5.2f}x / {statistics.median(ratios):5.2f}x / {max(ratios):5.2f}x",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 10")
@@ -445,10 +492,13 @@ def main() -> None:
         f"{f'MONAI, {default_threads} torch threads':>32} | to MONAI, exact"
     )
     rng = np.random.default_rng(args.seed)
+    synthetic = []
     for speckled in (False, True):
         kind = "speckled" if speckled else "clean"
         pred2d, target2d = slice_batch(rng, 256, speckled)
         pred3d, target3d = volume_pair(rng, speckled)
+        synthetic += [(f"2-D 256 slices {kind}", pred2d, target2d, None)]
+        synthetic += [(f"3-D volume {kind}", pred3d, target3d, SPACING_3D)]
         both = int((pred2d.any(axis=(1, 2)) & target2d.any(axis=(1, 2))).sum())
         print(
             f"{kind}: 2-D {both} of 256 slices with both masks, {int(pred2d.sum())} predicted "
@@ -494,6 +544,15 @@ def main() -> None:
             f"{repeats} rounds; CPU time"
         )
         bench_sets(pairs, repeats, default_threads)
+    if _compiled.available():
+        print(
+            f"ctxseg's compiled paths against its NumPy path alone, paired, {repeats} rounds "
+            "(smallest / median / largest over the volumes; a synthetic case is one)"
+        )
+        kinds = [f"{args.prepared.name} {name.rsplit(' ', 1)[1]}" for name, *_ in pairs]
+        prepared = [(kind, *pair[1:]) for kind, pair in zip(kinds, pairs, strict=True)]
+        sizes = ("2-D", "3-D") if args.only is None else (f"{args.only[0]}-D",)
+        bench_paths([c for c in synthetic if c[0][:3] in sizes] + prepared, repeats)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
