@@ -242,3 +242,30 @@ def test_a_numba_that_cannot_be_imported_falls_back_to_numpy_with_a_warning(monk
         assert hausdorff_distance(pred, target, spacing=spacing) == expected
     finally:
         _compiled._kernels.cache_clear()  # the next test imports the real kernels again
+
+
+def test_numba_with_no_writable_cache_folder_still_compiles_in_memory():
+    """Where numba can write its cache nowhere (a read-only install, no writable home), the
+    loops are compiled in memory, with one warning that says so, instead of falling back to
+    NumPy (numba itself refuses ``cache=True`` there). numba's cache locators are emptied in
+    a child process, as no folder being writable would leave them."""
+    code = (
+        "import warnings\n"
+        "import numba.core.caching as caching\n"
+        "caching.CacheImpl._locator_classes = []\n"
+        "import ctxseg.metrics._compiled as c\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    kernels = c._kernels()\n"
+        "print(kernels is not None, c.CACHE_ON_DISK, kernels._JIT['cache'])\n"
+        "print(kernels.row_any(__import__('numpy').eye(3, dtype='uint8')[None]).tolist())\n"
+        "print(' | '.join(str(w.message) for w in caught))\n"
+    )
+    env = {**os.environ, "CTXSEG_NUMBA": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded, row_any, warned = out.stdout.splitlines()
+    assert loaded == "True False False"
+    assert row_any == "[[1, 1, 1]]"
+    assert "no writable folder for its cache" in warned and "NUMBA_CACHE_DIR" in warned
+    assert "cannot be imported" not in warned

@@ -26,6 +26,7 @@ import importlib.util
 import math
 import os
 import warnings
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = ["AVAILABLE", "INSTALLED", "available", "hausdorff_pairs", "nearest_di
 # numba is imported at the first compiled call only (its import takes about 0.3 s)
 INSTALLED = importlib.util.find_spec("numba") is not None
 AVAILABLE = INSTALLED and os.environ.get("CTXSEG_NUMBA", "1") != "0"  # may still fail to import
+CACHE_ON_DISK = True  # read by _kernels.py as it is imported; False where numba can write none
 
 
 def available() -> bool:
@@ -145,15 +147,28 @@ def _ring(
 @functools.cache
 def _kernels() -> ModuleType | None:
     """The compiled loops (``_kernels.py``, compiled on first call; cached on disk where it
-    can be), or None, with a warning, where numba is installed but cannot be imported."""
-    try:  # (by its name: the package attribute would outlive a test's removal of the module)
-        kernels = importlib.import_module("ctxseg.metrics._kernels")
-    except Exception as error:  # installed but broken (a NumPy it does not support, say)
-        warnings.warn(
-            f"numba is installed but cannot be imported ({error}); Hausdorff distances run in "
-            "NumPy instead (same results, slower); CTXSEG_NUMBA=0 silences this",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return None
-    return kernels
+    can be, else kept in memory with a warning), or None, with a warning, where numba is
+    installed but cannot be imported."""
+    global CACHE_ON_DISK
+    while True:
+        try:  # (by its name: the package attribute would outlive a test's removal of the module)
+            return importlib.import_module("ctxseg.metrics._kernels")
+        except Exception as error:  # installed but broken (a NumPy it does not support, say)
+            if CACHE_ON_DISK and "no locator available" in str(error):
+                CACHE_ON_DISK = False  # nowhere to write numba's cache: compile in memory
+                warnings.warn(
+                    "numba finds no writable folder for its cache (neither beside "
+                    f"{Path(__file__).parent} nor its user cache): the Hausdorff loops compile "
+                    "anew in each process (about 20 s); set NUMBA_CACHE_DIR to a writable "
+                    "folder to keep them",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                continue
+            warnings.warn(
+                f"numba is installed but cannot be imported ({error}); Hausdorff distances run "
+                "in NumPy instead (same results, slower); CTXSEG_NUMBA=0 silences this",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return None

@@ -28,7 +28,9 @@ import math
 import numba
 import numpy as np
 
-_JIT = {"cache": True, "nogil": True}
+from ctxseg.metrics._compiled import CACHE_ON_DISK
+
+_JIT = {"cache": CACHE_ON_DISK, "nogil": True}  # compiled once, kept on disk where it can be
 _INLINE = {**_JIT, "inline": "always"}  # per-voxel helpers: no call (and array) overhead
 _SAMPLE_EVERY = 16  # the first pass of a directed distance: every 16th voxel, measured exactly
 _GUESS_MARGIN = 5.0  # a percentile's first floor: the sample's value this many points lower
