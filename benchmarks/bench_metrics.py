@@ -422,18 +422,21 @@ def bench_paths(
             return hausdorff_distance_batch(pred, target, percentile=percentile)
         return np.array([hausdorff_distance(pred, target, spacing=spacing, percentile=percentile)])
 
+    saved = _compiled.AVAILABLE
     for percentile in (None, 95):
         groups: dict[str, list[float]] = {}
         for group, pred, target, spacing in cases:
             times: dict[bool, list[float]] = {False: [], True: []}
             results = {}
-            for _ in range(repeats):
-                for compiled in (False, True):
-                    _compiled.AVAILABLE = compiled
-                    start = time.process_time()
-                    results[compiled] = run(pred, target, spacing, percentile)
-                    times[compiled].append(time.process_time() - start)
-            _compiled.AVAILABLE = True
+            try:
+                for _ in range(repeats):
+                    for compiled in (False, True):
+                        _compiled.AVAILABLE = compiled
+                        start = time.process_time()
+                        results[compiled] = run(pred, target, spacing, percentile)
+                        times[compiled].append(time.process_time() - start)
+            finally:
+                _compiled.AVAILABLE = saved
             np.testing.assert_allclose(results[True], results[False], rtol=1e-12, equal_nan=True)
             ratio = statistics.median(times[False]) / statistics.median(times[True])
             groups.setdefault(group, []).append(ratio)
